@@ -1,0 +1,110 @@
+"""Turn what a model returns into the tensors the library works with.
+
+Models may return
+
+* a tensor of logits of shape ``(N, C)`` (multi-class),
+* the triple ``(logits, softmax, log_softmax)`` (multi-class), or
+* probabilities of shape ``(N,)`` or ``(N, 1)`` (binary models), alone or as the
+  middle element of such a triple.
+
+Every module of the package goes through the two functions below, so that one
+place decides how a model output is read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output"]
+
+
+def _pick(output: Any, index: int, name: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and len(output) == 3 and all(
+        isinstance(part, torch.Tensor) for part in output
+    ):
+        return output[index]
+    raise TypeError(
+        f"{name} must return a tensor or a triple (logits, softmax, log_softmax) of tensors; "
+        f"it returned {type(output).__name__}"
+        + (f" of length {len(output)}" if isinstance(output, (tuple, list)) else "")
+    )
+
+
+def validate_output(output: Any, name: str = "model") -> Any:
+    """Return ``output`` unchanged if it is a tensor or a triple of tensors, else raise ``TypeError``."""
+    _pick(output, 0, name)
+    return output
+
+
+def log_probabilities(output: Any, name: str = "model") -> torch.Tensor:
+    """Log-probabilities of shape ``(N, C)`` from a multi-class model output.
+
+    A single tensor is read as logits and passed through ``log_softmax``; this
+    is also right for a tensor that already holds log-probabilities, since
+    ``log_softmax`` leaves those unchanged. For a triple, its third element
+    (``log_softmax``) is used as given.
+
+    Parameters
+    ----------
+    output : Tensor or tuple of Tensor
+        What the model returned.
+    name : str
+        Name of the model, used in error messages (``"h1"``, ``"h2"``).
+    """
+    if isinstance(output, torch.Tensor):
+        if output.dim() != 2:
+            raise TypeError(
+                f"{name} must return logits of shape (N, C) for a multi-class loss; "
+                f"it returned shape {tuple(output.shape)}"
+            )
+        return F.log_softmax(output, dim=1)
+    log_probs = _pick(output, 2, name)
+    if log_probs.dim() != 2:
+        raise TypeError(
+            f"{name} returned log_softmax of shape {tuple(log_probs.shape)}; expected (N, C)"
+        )
+    return log_probs
+
+
+def binary_probabilities(output: Any, name: str = "model") -> torch.Tensor:
+    """Probabilities of the positive class, shape ``(N,)``, from a binary model.
+
+    Parameters
+    ----------
+    output : Tensor or tuple of Tensor
+        Probabilities of shape ``(N,)`` or ``(N, 1)``, or a triple whose middle
+        element holds them.
+    name : str
+        Name of the model, used in error messages.
+    """
+    probs = _pick(output, 1, name)
+    if probs.dim() == 2 and probs.shape[1] == 1:
+        probs = probs[:, 0]
+    if probs.dim() != 1:
+        raise TypeError(
+            f"{name} must return probabilities of shape (N,) or (N, 1) for a binary loss; "
+            f"it returned shape {tuple(probs.shape)}"
+        )
+    return probs
+
+
+def is_binary_output(output: Any) -> bool:
+    """Whether a model output looks like binary probabilities (``(N,)`` or ``(N, 1)``)."""
+    tensor = output if isinstance(output, torch.Tensor) else _pick(output, 1, "model")
+    return tensor.dim() == 1 or (tensor.dim() == 2 and tensor.shape[1] == 1)
+
+
+def predicted_labels(output: Any, discriminant_pivot: float = 0.5, name: str = "model") -> torch.Tensor:
+    """Predicted class indices (``int64``, shape ``(N,)``) from any supported output.
+
+    Multi-class outputs give the arg-max class; binary probabilities give
+    ``1`` where the probability exceeds ``discriminant_pivot`` and ``0`` otherwise.
+    """
+    if is_binary_output(output):
+        return (binary_probabilities(output, name) > discriminant_pivot).long()
+    return log_probabilities(output, name).argmax(dim=1)

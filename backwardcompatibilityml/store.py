@@ -1,0 +1,153 @@
+"""The sweep folder: atomic writes, reading a sweep back, and what is already done.
+
+Layout (kept compatible with earlier tools)::
+
+    sweep_summary.json
+    <datapoint_index>-evaluation-data.json
+    <lambda_c>-model-new-error.state
+    <lambda_c>-model-strict-imitation.state
+
+Every file is written to a temporary file in the same folder and moved into
+place with :func:`os.replace`, so a reader or a crash never sees half a file.
+The evaluation files are the source of truth: the summary is derived from
+them and rewritten after each one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+__all__ = ["SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of"]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "sweep_summary.json"
+_EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
+_TEMP_PREFIX = ".tmp-"
+
+POINT_FIELDS = (
+    "datapoint_index", "lambda_c", "training", "testing", "new-error", "strict-imitation",
+    "performance", "h1_performance", "btc", "bec", "nfr", "pfr", "dataset_size",
+)
+
+
+def point_of(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The summary entry (a few numbers) of a full evaluation record."""
+    return {field: record[field] for field in POINT_FIELDS}
+
+
+def format_lambda_c(lambda_c: float) -> str:
+    """The text of ``lambda_c`` used in file names (``0.3``, ``1.0``)."""
+    return repr(float(lambda_c))
+
+
+class SweepStore:
+    """Reads and writes one sweep folder.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder; created (with parents) if missing.
+    """
+
+    def __init__(self, folder: "str | os.PathLike[str]") -> None:
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"folder_name must be a path, got {type(folder).__name__}")
+        self.folder = os.fspath(folder)
+        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
+            raise ValueError(f"folder_name {self.folder!r} exists and is not a folder")
+        os.makedirs(self.folder, exist_ok=True)
+
+    # -- paths -------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    @staticmethod
+    def evaluation_name(datapoint_index: int) -> str:
+        return f"{datapoint_index}-evaluation-data.json"
+
+    @staticmethod
+    def model_name(lambda_c: float, family: str) -> str:
+        return f"{format_lambda_c(lambda_c)}-model-{family}.state"
+
+    # -- atomic writes -------------------------------------------------------------
+    def _write_atomic(self, name: str, write: Callable[[Any], None], mode: str) -> None:
+        fd, temp_path = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.folder)
+        try:
+            with os.fdopen(fd, mode) as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_path, self.path(name))
+        except BaseException:
+            try:
+                os.unlink(temp_path)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def write_json(self, name: str, value: Any) -> None:
+        """Write ``value`` as JSON to ``name`` atomically."""
+        self._write_atomic(name, lambda handle: json.dump(value, handle, allow_nan=False), "w")
+
+    def write_evaluation(self, record: Dict[str, Any]) -> None:
+        """Write a datapoint's evaluation record."""
+        self.write_json(self.evaluation_name(record["datapoint_index"]), record)
+
+    def write_summary(self, summary: Dict[str, Any]) -> None:
+        self.write_json(SUMMARY_FILE, summary)
+
+    def save_model_state(self, lambda_c: float, family: str, state_dict: Dict[str, Any]) -> None:
+        """Save a trained model's ``state_dict`` atomically."""
+        self._write_atomic(self.model_name(lambda_c, family), lambda handle: torch.save(state_dict, handle), "wb")
+
+    def has_model_state(self, lambda_c: float, family: str) -> bool:
+        return os.path.isfile(self.path(self.model_name(lambda_c, family)))
+
+    def load_model_state(self, lambda_c: float, family: str, map_location: Any = "cpu") -> Dict[str, Any]:
+        """Load a saved ``state_dict`` (``weights_only``: plain tensors only)."""
+        return torch.load(self.path(self.model_name(lambda_c, family)), map_location=map_location, weights_only=True)
+
+    # -- reading back --------------------------------------------------------------
+    def read_summary(self) -> Optional[Dict[str, Any]]:
+        """The stored summary, or None when there is none (or it cannot be read)."""
+        return self._read_json(SUMMARY_FILE)
+
+    def read_evaluations(self) -> Dict[int, Dict[str, Any]]:
+        """Every readable evaluation record of the folder, by datapoint index."""
+        records: Dict[int, Dict[str, Any]] = {}
+        for name in os.listdir(self.folder):
+            match = _EVALUATION_RE.match(name)
+            if match:
+                record = self._read_json(name)
+                if record is not None and all(field in record for field in POINT_FIELDS):
+                    records[int(match.group(1))] = record
+        return records
+
+    def _read_json(self, name: str) -> Optional[Any]:
+        try:
+            with open(self.path(name)) as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable sweep file %s: %s", name, error)
+            return None
+
+    def clear(self) -> None:
+        """Remove the files of a sweep (and leftover temporary files); other files stay."""
+        for name in os.listdir(self.folder):
+            if (
+                name == SUMMARY_FILE
+                or _EVALUATION_RE.match(name)
+                or name.endswith(("-model-new-error.state", "-model-strict-imitation.state"))
+                or name.startswith(_TEMP_PREFIX)
+            ):
+                os.unlink(self.path(name))

@@ -1,0 +1,141 @@
+"""One compatibility training: (h1, h2, lambda_c, loss family) -> trained h2."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import torch
+
+from .data import ReferenceOutputs, iterate_batches
+from .device import DeviceLike, resolve_device
+from .loss.base import CompatibilityLoss, check_lambda_c
+
+__all__ = ["TrainingCancelled", "NonFiniteLossError", "train_compatible_model", "check_positive_int", "check_class"]
+
+
+class TrainingCancelled(Exception):
+    """Raised inside a training or an evaluation when its ``should_stop`` callback says so."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Validate an integer argument that must be ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def check_class(value: Any, name: str) -> type:
+    """Validate an argument that must be a class (a loss or optimizer class, say)."""
+    if not inspect.isclass(value):
+        raise TypeError(f"{name} must be a class, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def train_compatible_model(
+    h1: Any,
+    h2: torch.nn.Module,
+    training_set: Iterable,
+    *,
+    loss_class: type,
+    lambda_c: float,
+    optimizer_class: type,
+    optimizer_kwargs: Optional[Mapping[str, Any]] = None,
+    number_of_epochs: int = 1,
+    loss_kwargs: Optional[Mapping[str, Any]] = None,
+    device: DeviceLike = "cpu",
+    reference_outputs: Optional[ReferenceOutputs] = None,
+    on_step: Optional[Callable[[float], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> torch.nn.Module:
+    """Train ``h2`` in place with a compatibility loss against the fixed model ``h1``.
+
+    h2 runs forward exactly once per training step. h1's outputs come from
+    ``reference_outputs`` (computed once per instance and reused, see
+    :class:`~backwardcompatibilityml.data.ReferenceOutputs`); pass the same
+    object to several trainings to run h1 only once for all of them.
+
+    Parameters
+    ----------
+    h1 : torch.nn.Module
+        Reference model; never updated.
+    h2 : torch.nn.Module
+        Model to train, updated in place and left in eval mode.
+    training_set : iterable of (instance_ids, inputs, targets)
+        Re-iterable batches (a list or a DataLoader).
+    loss_class : type
+        A compatibility loss class such as
+        :class:`~backwardcompatibilityml.loss.BCCrossEntropyLoss`, built as
+        ``loss_class(h1, h2, lambda_c, **loss_kwargs)``.
+    lambda_c : float
+        Dissonance weight, finite and ``>= 0``.
+    optimizer_class : type
+        A :class:`torch.optim.Optimizer` class, built as
+        ``optimizer_class(h2.parameters(), **optimizer_kwargs)``.
+    optimizer_kwargs, loss_kwargs : mapping, optional
+        Extra keyword arguments.
+    number_of_epochs : int
+        Passes over ``training_set`` (``>= 1``).
+    device : {"cpu", "cuda"}
+        Where the inputs are sent. h2 must already live there.
+    reference_outputs : ReferenceOutputs, optional
+        Cache of h1's outputs on ``training_set``; a fresh one when omitted.
+    on_step : callable, optional
+        Called with the loss value after every optimizer step.
+    should_stop : callable, optional
+        Checked before every step; when it returns True,
+        :class:`TrainingCancelled` is raised.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``h2``, trained.
+
+    Raises
+    ------
+    NonFiniteLossError
+        If the loss becomes NaN or infinite.
+    """
+    torch_device = resolve_device(device)
+    check_class(loss_class, "loss_class")
+    check_class(optimizer_class, "optimizer_class")
+    check_positive_int(number_of_epochs, "number_of_epochs")
+    lambda_c = check_lambda_c(lambda_c)
+    if reference_outputs is None:
+        reference_outputs = ReferenceOutputs(h1, torch_device)
+    loss_fn = loss_class(h1, h2, lambda_c, **dict(loss_kwargs or {}))
+    takes_reference = isinstance(loss_fn, CompatibilityLoss)
+    optimizer = optimizer_class(h2.parameters(), **dict(optimizer_kwargs or {}))
+    h2.train()
+    try:
+        step = 0
+        for epoch in range(number_of_epochs):
+            for ids, inputs, targets in iterate_batches(training_set, torch_device):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled()
+                optimizer.zero_grad(set_to_none=True)
+                if takes_reference:
+                    loss = loss_fn(inputs, targets, h1_output=reference_outputs.for_batch(ids, inputs))
+                else:
+                    loss = loss_fn(inputs, targets)
+                loss.backward()
+                optimizer.step()
+                value = float(loss.detach())
+                step += 1
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the training loss became {value} at epoch {epoch + 1}, step {step} "
+                        f"(lambda_c={lambda_c}); try a smaller learning rate"
+                    )
+                if on_step is not None:
+                    on_step(value)
+    finally:
+        h2.eval()
+    return h2
