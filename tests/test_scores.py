@@ -1,0 +1,93 @@
+"""Scores and metrics against brute-force set counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from backwardcompatibilityml.metrics import model_accuracy, model_accuracy_by_class
+from backwardcompatibilityml.scores import (
+    error_compatibility_score,
+    negative_flip_rate,
+    positive_flip_rate,
+    trust_compatibility_score,
+)
+from conftest import MLP, make_batches
+
+labels = st.integers(min_value=0, max_value=3)
+
+
+@st.composite
+def three_label_lists(draw):
+    n = draw(st.integers(min_value=0, max_value=40))
+    return [draw(st.lists(labels, min_size=n, max_size=n)) for _ in range(3)]
+
+
+def brute_force(h1, h2, y):
+    n = range(len(y))
+    r1 = {i for i in n if h1[i] == y[i]}
+    r2 = {i for i in n if h2[i] == y[i]}
+    w1 = set(n) - r1
+    w2 = set(n) - r2
+    return {
+        "btc": len(r1 & r2) / len(r1) if r1 else 1.0,
+        "bec": len(w1 & w2) / len(w2) if w2 else 1.0,
+        "nfr": len(r1 & w2) / len(y) if len(y) else 0.0,
+        "pfr": len(w1 & r2) / len(y) if len(y) else 0.0,
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(three_label_lists(), st.sampled_from(["list", "numpy", "tensor"]))
+def test_scores_equal_set_counts(lists, kind):
+    h1, h2, y = lists
+    convert = {"list": list, "numpy": np.array, "tensor": lambda v: torch.tensor(v, dtype=torch.long)}[kind]
+    expected = brute_force(h1, h2, y)
+    args = convert(h1), convert(h2), convert(y)
+    assert trust_compatibility_score(*args) == pytest.approx(expected["btc"])
+    assert error_compatibility_score(*args) == pytest.approx(expected["bec"])
+    assert negative_flip_rate(*args) == pytest.approx(expected["nfr"])
+    assert positive_flip_rate(*args) == pytest.approx(expected["pfr"])
+
+
+def test_bec_divides_by_h2_errors_as_in_the_kdd_paper():
+    y = [0, 0, 0, 0, 0, 0]
+    h1 = [1, 1, 1, 1, 0, 0]  # 4 errors
+    h2 = [1, 0, 0, 0, 0, 0]  # 1 error, also made by h1
+    assert error_compatibility_score(h1, h2, y) == 1.0  # |W1 & W2| / |W2|, not / |W1| (= 0.25)
+
+
+def test_empty_denominators():
+    assert trust_compatibility_score([1], [0], [0]) == 1.0  # h1 right on nothing
+    assert error_compatibility_score([1], [0], [0]) == 1.0  # h2 makes no error
+    assert negative_flip_rate([], [], []) == 0.0
+    assert positive_flip_rate([], [], []) == 0.0
+
+
+def test_score_input_errors_name_the_argument():
+    with pytest.raises(ValueError, match="same length"):
+        trust_compatibility_score([1, 2], [1], [1, 2])
+    with pytest.raises(ValueError, match="h2_output_labels must be one-dimensional"):
+        negative_flip_rate([1], [[1]], [1])
+    with pytest.raises(TypeError, match="expected_labels"):
+        positive_flip_rate([1], [1], [object()])
+
+
+def test_model_accuracy_counts_instances_not_batch_means(digits_data):
+    x, y = digits_data
+    torch.manual_seed(0)
+    model = MLP(64, 16, 10)
+    # Uneven batches: 3 batches of 40 and one of 7, so a mean of batch means would differ.
+    batches = make_batches(x[:127], y[:127], 40)
+    with torch.no_grad():
+        predicted = model(torch.tensor(x[:127])).argmax(1).numpy()
+    expected = float((predicted == y[:127]).sum()) / 127
+    assert model_accuracy(model, batches, "cpu") == pytest.approx(expected)
+    batch_means = np.mean([float((predicted[i:i + 40] == y[:127][i:i + 40]).mean()) for i in range(0, 127, 40)])
+    assert abs(batch_means - expected) > 1e-6, "the uneven split must tell the two apart"
+    by_class = model_accuracy_by_class(model, batches, "cpu")
+    for c in np.unique(y[:127]):
+        mask = y[:127] == c
+        assert by_class[int(c)] == pytest.approx(float((predicted[mask] == c).mean()))

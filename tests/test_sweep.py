@@ -1,0 +1,326 @@
+"""SweepManager: threading, status, streaming, cancel, failure, persistence, resume, MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from backwardcompatibilityml.sweep_management import (
+    ReadOnlySweepError,
+    SweepAlreadyRunningError,
+    SweepManager,
+    lambda_c_grid,
+)
+from conftest import MLP
+from sweep_setup import build_manager
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def poll_until_done(manager, timeout=60):
+    seen, counts = [], []
+    deadline = time.monotonic() + timeout
+    while manager.is_running():
+        status = manager.get_sweep_status()
+        seen.append(status["percent_complete"])
+        counts.append(len(manager.get_sweep_summary()["data"]))
+        assert time.monotonic() < deadline, "sweep did not finish in time"
+        time.sleep(0.01)
+    return seen, counts
+
+
+def test_lambda_grid():
+    assert lambda_c_grid(0.3) == [0.0, 0.3, 0.6, 0.9]
+    assert lambda_c_grid(0.25) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert lambda_c_grid(0.1)[3] == 0.3 and lambda_c_grid(0.1)[-1] == 1.0
+    assert lambda_c_grid(1.0) == [0.0, 1.0]
+    for bad in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="lambda_c_stepsize"):
+            lambda_c_grid(bad)
+
+
+def test_threaded_sweep_streams_and_completes(tmp_path):
+    manager = build_manager(tmp_path / "sweep", epochs=3)
+    h1_before = {k: v.clone() for k, v in manager.h1.state_dict().items()}
+    h2_before = {k: v.clone() for k, v in manager.h2.state_dict().items()}
+    assert manager.get_sweep_status()["state"] == "idle"
+    manager.start_sweep()
+    with pytest.raises(SweepAlreadyRunningError):
+        manager.start_sweep()
+    seen, counts = poll_until_done(manager)
+    assert len(set(seen)) >= 10, "percent moves during every training"
+    assert seen == sorted(seen), "percent is monotonic"
+    assert any(0 < c < 20 for c in counts), "points appear before the end"
+    status = manager.get_sweep_status()
+    assert status["state"] == "completed" and status["percent_complete"] == 1.0 and status["error"] is None
+    assert status["completed_points"] == status["total_points"] == 20
+    summary = manager.get_sweep_summary()
+    assert [p["datapoint_index"] for p in summary["data"]] == list(range(20))
+    for p in summary["data"]:
+        i = p["datapoint_index"]
+        assert p["lambda_c"] == [0.0, 0.25, 0.5, 0.75, 1.0][i // 4]
+        assert p["new-error"] == (i % 4 < 2) and p["strict-imitation"] == (i % 4 >= 2)
+        assert p["training"] == (i % 2 == 0) and p["testing"] == (i % 2 == 1)
+        assert 0 <= p["btc"] <= 1 and 0 <= p["bec"] <= 1
+    assert summary["performance_metric"] == "model_accuracy"
+    assert summary["h1_performance"] == summary["data"][1]["h1_performance"]
+    files = set(os.listdir(manager.folder_name))
+    assert {"sweep_summary.json", "0-evaluation-data.json", "19-evaluation-data.json",
+            "0.25-model-new-error.state", "1.0-model-strict-imitation.state"} <= files
+    assert not [f for f in files if f.startswith(".tmp-")]
+    with pytest.raises(KeyError):
+        manager.get_evaluation(20)
+    record = manager.get_evaluation(5)
+    assert record is manager.get_evaluation(5)
+    for k, v in manager.h1.state_dict().items():
+        assert torch.equal(v, h1_before[k]), "h1 is never modified"
+    for k, v in manager.h2.state_dict().items():
+        assert torch.equal(v, h2_before[k]), "every job trains a copy of h2"
+    model = manager.load_model(0.5, "strict-imitation")
+    x = manager.test_set[0][1]
+    assert not torch.equal(model(x), manager.h2(x))
+
+
+def test_new_error_and_strict_imitation_differ_and_lambda_matters(tmp_path):
+    manager = build_manager(tmp_path / "s", epochs=2, stepsize=1.0)
+    manager.start_sweep_synchronous()
+    states = {(lc, f): manager.load_model(lc, f).state_dict() for lc in (0.0, 1.0)
+              for f in ("new-error", "strict-imitation")}
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(states[(0.0, "new-error")], states[(0.0, "strict-imitation")]), "lambda_c=0 is the same training"
+    assert not same(states[(1.0, "new-error")], states[(1.0, "strict-imitation")])
+    assert not same(states[(0.0, "new-error")], states[(1.0, "new-error")])
+
+
+def test_reopened_folder_is_served_without_training(tmp_path):
+    manager = build_manager(tmp_path / "s", stepsize=0.5)
+    manager.start_sweep_synchronous()
+    summary = manager.get_sweep_summary()
+    again = build_manager(tmp_path / "s", stepsize=0.5)
+    assert again.get_sweep_status()["state"] == "completed"
+    assert again.get_sweep_summary() == summary
+    assert again.get_evaluation(3) == manager.get_evaluation(3)
+    browsed = SweepManager.open_folder(tmp_path / "s")
+    assert browsed.get_sweep_summary() == summary
+    with pytest.raises(ReadOnlySweepError):
+        browsed.start_sweep()
+    with pytest.raises(ValueError, match="holds no sweep"):
+        SweepManager.open_folder(tmp_path / "empty")
+
+
+def test_cancel_stops_within_a_step_and_keeps_finished_points(tmp_path):
+    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1)
+    manager.start_sweep()
+    while len(manager.get_sweep_summary()["data"]) < 4:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    assert manager.cancel_sweep() is True
+    assert time.monotonic() - t0 < 2.0
+    status = manager.get_sweep_status()
+    assert status["state"] == "cancelled" and not status["running"]
+    kept = manager.get_sweep_summary()["data"]
+    assert 4 <= len(kept) < 44
+    on_disk = json.load(open(os.path.join(manager.folder_name, "sweep_summary.json")))
+    assert on_disk["state"] == "cancelled" and len(on_disk["data"]) == len(kept)
+    for point in kept:
+        assert os.path.exists(os.path.join(manager.folder_name, f"{point['datapoint_index']}-evaluation-data.json"))
+    assert manager.cancel_sweep() is False, "nothing to cancel when idle"
+
+
+FAIL_AFTER = {"calls": None}
+
+
+class FailingMLP(MLP):
+    """Raises on its k-th forward call (counted across deep copies through a module global)."""
+
+    def forward(self, x):
+        if FAIL_AFTER["calls"] is not None:
+            FAIL_AFTER["calls"] -= 1
+            if FAIL_AFTER["calls"] < 0:
+                raise RuntimeError("exploding gradient detector tripped")
+        return super().forward(x)
+
+
+def test_failure_is_reported_and_the_sweep_can_start_again(tmp_path, caplog):
+    torch.manual_seed(0)
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=0.5, h2=FailingMLP(64, 24, 10))
+    per_job = 10 + 10 + 2  # 1 epoch of 10 steps + evaluation of 10 + 2 batches
+    FAIL_AFTER["calls"] = 2 * per_job + 5
+    try:
+        with caplog.at_level(logging.ERROR):
+            manager.start_sweep()
+            manager.wait(60)
+        status = manager.get_sweep_status()
+        assert status["state"] == "failed"
+        assert status["error"] == "RuntimeError: exploding gradient detector tripped"
+        assert "Traceback" not in status["error"]
+        assert "Traceback" in caplog.text, "the traceback goes to logging"
+        assert len(manager.get_sweep_summary()["data"]) == 4
+        FAIL_AFTER["calls"] = None
+        manager.start_sweep()
+        manager.wait(60)
+        assert manager.get_sweep_status()["state"] == "completed"
+        assert len(manager.get_sweep_summary()["data"]) == 12
+    finally:
+        FAIL_AFTER["calls"] = None
+
+
+def test_failing_metadata_callback_fails_the_sweep(tmp_path):
+    def metadata(instance_id):
+        raise ValueError(f"no metadata for {instance_id}")
+
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, get_instance_metadata=metadata)
+    manager.start_sweep_synchronous()
+    status = manager.get_sweep_status()
+    assert status["state"] == "failed" and status["error"].startswith("ValueError: no metadata for")
+
+
+def test_resume_and_configuration_change(tmp_path, caplog):
+    folder = tmp_path / "s"
+    manager = build_manager(folder, epochs=2, stepsize=0.25)
+    manager.start_sweep()
+    while len(manager.get_sweep_summary()["data"]) < 8:
+        time.sleep(0.01)
+    manager.cancel_sweep()
+    kept = {p["datapoint_index"] for p in manager.get_sweep_summary()["data"]}
+    done = {i for i in kept if {i - i % 2, i - i % 2 + 1} <= kept}
+    mtimes = {i: os.stat(folder / f"{i}-evaluation-data.json").st_mtime_ns for i in done}
+    resumed = build_manager(folder, epochs=2, stepsize=0.25)
+    with caplog.at_level(logging.INFO):
+        resumed.start_sweep_synchronous()
+    assert "resuming" in caplog.text
+    assert resumed.get_sweep_status()["state"] == "completed"
+    assert len(resumed.get_sweep_summary()["data"]) == 20
+    for i, mtime in mtimes.items():
+        assert os.stat(folder / f"{i}-evaluation-data.json").st_mtime_ns == mtime, "finished points are not retrained"
+    caplog.clear()
+    changed = build_manager(folder, epochs=1, stepsize=0.5)
+    assert len(changed.get_sweep_summary()["data"]) == 20, "the old results are served until a new sweep starts"
+    with caplog.at_level(logging.INFO):
+        changed.start_sweep_synchronous()
+    assert "configuration differs" in caplog.text
+    assert len(changed.get_sweep_summary()["data"]) == 12
+    assert not (folder / "0.25-model-new-error.state").exists()
+
+
+def test_crash_mid_sweep_leaves_readable_files_and_resumes(tmp_path):
+    folder = tmp_path / "crash"
+    env = dict(os.environ, PYTHONPATH=TESTS)
+    process = subprocess.Popen([sys.executable, os.path.join(TESTS, "sweep_setup.py"), str(folder), "2"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if folder.exists() and sum(n.endswith("-evaluation-data.json") for n in os.listdir(folder)) >= 6:
+                break
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    names = os.listdir(folder)
+    for name in names:
+        if name.endswith(".json"):
+            json.load(open(folder / name))  # every JSON file parses
+    done_before = {n for n in names if n.endswith("-evaluation-data.json")}
+    mtimes = {n: os.stat(folder / n).st_mtime_ns for n in done_before}
+    manager = build_manager(folder, epochs=2, stepsize=0.1)
+    assert manager.get_sweep_status()["completed_points"] == len(done_before)
+    manager.start_sweep_synchronous()
+    assert manager.get_sweep_status()["state"] == "completed"
+    assert len(manager.get_sweep_summary()["data"]) == 44
+    kept = [n for n in done_before if os.stat(folder / n).st_mtime_ns == mtimes[n]]
+    assert len(kept) >= len(done_before) - 2, "only an unfinished job's lone evaluation may be redone"
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
+
+
+def test_argument_errors_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="lambda_c_stepsize"):
+        build_manager(tmp_path / "a", stepsize=0)
+    with pytest.raises(ValueError, match="number_of_epochs"):
+        build_manager(tmp_path / "a", epochs=0)
+    with pytest.raises(ValueError, match="device"):
+        build_manager(tmp_path / "a", device="gpu")
+    with pytest.raises(TypeError, match="get_instance_metadata"):
+        build_manager(tmp_path / "a", get_instance_metadata="not callable")
+    with pytest.raises(TypeError, match="h2 must be a torch.nn.Module"):
+        build_manager(tmp_path / "a", h2=lambda x: x)
+    base = build_manager(tmp_path / "b")
+    args = dict(folder_name=tmp_path / "c", number_of_epochs=1, h1=base.h1, h2=base.h2,
+                training_set=base.training_set, test_set=base.test_set, batch_size_train=24, batch_size_test=40,
+                OptimizerClass=torch.optim.SGD, optimizer_kwargs={"lr": 0.1},
+                NewErrorLossClass=type(base.loss_classes["new-error"]), StrictImitationLossClass=object)
+    args["NewErrorLossClass"] = base.loss_classes["new-error"]
+    with pytest.raises(TypeError, match="training_set"):
+        SweepManager(**dict(args, training_set=iter(base.training_set)))
+    with pytest.raises(TypeError, match="optimizer_kwargs"):
+        SweepManager(**dict(args, optimizer_kwargs=[0.1]))
+    with pytest.raises(TypeError, match="OptimizerClass"):
+        SweepManager(**dict(args, OptimizerClass="SGD"))
+    with pytest.raises(ValueError, match="batch_size_train"):
+        SweepManager(**dict(args, batch_size_train=-3))
+    with pytest.raises(ValueError, match="folder_name"):
+        open(tmp_path / "file", "w").close()
+        SweepManager(**dict(args, folder_name=tmp_path / "file"))
+
+
+def test_mlflow_run_is_written_and_read_back(tmp_path, monkeypatch):
+    import mlflow  # the [mlflow] extra is part of the test set-up (.ci/run)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=0.5, use_ml_flow=True, ml_flow_run_name="bc-run")
+    manager.start_sweep_synchronous()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_name == "bc-run" and run.info.status == "FINISHED"
+    assert run.data.params["lambda_c_stepsize"] == "0.5" and run.data.params["number_of_epochs"] == "1"
+    assert run.data.params["new_error_loss_class"].endswith("BCCrossEntropyLoss")
+    history = client.get_metric_history(run.info.run_id, "strict_imitation_test_btc")
+    assert [m.step for m in history] == [0, 1, 2]
+    points = {p["datapoint_index"]: p for p in manager.get_sweep_summary()["data"]}
+    assert [m.value for m in history] == pytest.approx([points[i]["btc"] for i in (3, 7, 11)])
+    nfr = client.get_metric_history(run.info.run_id, "new_error_train_nfr")
+    assert [m.value for m in nfr] == pytest.approx([points[i]["nfr"] for i in (0, 4, 8)])
+    assert mlflow is not None
+
+
+def test_mlflow_run_of_a_cancelled_sweep_is_killed(tmp_path, monkeypatch):
+    import mlflow  # noqa: F401
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    manager = build_manager(tmp_path / "s", epochs=3, stepsize=0.1, use_ml_flow=True)
+    manager.start_sweep()
+    while len(manager.get_sweep_summary()["data"]) < 2:
+        time.sleep(0.01)
+    manager.cancel_sweep()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("Default").experiment_id])[0]
+    assert run.info.status == "KILLED" and run.info.run_name == "compatibility_sweep"
+
+
+def test_use_ml_flow_without_mlflow_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_mlflow(name, *args, **kwargs):
+        if name == "mlflow" or name.startswith("mlflow."):
+            raise ImportError("No module named 'mlflow'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    with pytest.raises(ImportError, match=r"pip install 'backwardcompatibilityml\[mlflow\]'"):
+        build_manager(tmp_path / "s", use_ml_flow=True)
