@@ -125,7 +125,7 @@ class CompatibilityLoss(nn.Module):
     def support(self, h1_out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the instances h1 classifies correctly."""
         if self.binary:
-            return (h1_out > self.discriminant_pivot).float() == target
+            return (h1_out > self.discriminant_pivot).to(target.dtype) == target
         return h1_out.argmax(dim=1) == target
 
     def forward(self, x: Any, y: torch.Tensor, h1_output: Optional[Any] = None) -> torch.Tensor:
@@ -156,6 +156,8 @@ class CompatibilityLoss(nn.Module):
             h1_output = self._run_h1(x)
         h1_out = self.adapt(h1_output, "h1").detach()
         h2_out = self.adapt(self.h2(x), "h2")
+        if self.binary:
+            target = target.to(h2_out.dtype)
         for name, out in (("h1", h1_out), ("h2", h2_out)):
             if out.shape[0] != target.shape[0]:
                 raise ValueError(f"{name} returned {out.shape[0]} rows for a batch of {target.shape[0]} targets")
