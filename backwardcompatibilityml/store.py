@@ -94,8 +94,13 @@ class SweepStore:
             raise
 
     def write_json(self, name: str, value: Any) -> None:
-        """Write ``value`` as JSON to ``name`` atomically."""
-        self._write_atomic(name, lambda handle: json.dump(value, handle, allow_nan=False), "w")
+        """Write ``value`` as compact JSON to ``name`` atomically.
+
+        ``json.dumps`` (one call, C encoder) is several times faster than
+        ``json.dump``, which encodes piece by piece in Python.
+        """
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        self._write_atomic(name, lambda handle: handle.write(text), "w")
 
     def write_evaluation(self, record: Dict[str, Any]) -> None:
         """Write a datapoint's evaluation record."""
@@ -120,16 +125,38 @@ class SweepStore:
         """The stored summary, or None when there is none (or it cannot be read)."""
         return self._read_json(SUMMARY_FILE)
 
-    def read_evaluations(self) -> Dict[int, Dict[str, Any]]:
-        """Every readable evaluation record of the folder, by datapoint index."""
-        records: Dict[int, Dict[str, Any]] = {}
-        for name in os.listdir(self.folder):
-            match = _EVALUATION_RE.match(name)
-            if match:
-                record = self._read_json(name)
-                if record is not None and all(field in record for field in POINT_FIELDS):
-                    records[int(match.group(1))] = record
-        return records
+    def evaluation_indices(self) -> set:
+        """Datapoint indices that have an evaluation file."""
+        return {int(m.group(1)) for m in map(_EVALUATION_RE.match, os.listdir(self.folder)) if m}
+
+    def read_evaluation(self, datapoint_index: int) -> Optional[Dict[str, Any]]:
+        """One stored evaluation record, or None when missing or unreadable."""
+        record = self._read_json(self.evaluation_name(datapoint_index))
+        if record is None or not all(field in record for field in POINT_FIELDS):
+            return None
+        return record
+
+    def read_points(self) -> Dict[int, Dict[str, Any]]:
+        """The summary entry of every stored evaluation, by datapoint index.
+
+        Entries come from ``sweep_summary.json`` where it lists them; an
+        evaluation file the summary does not list yet (a crash between the two
+        writes) is read itself.
+        """
+        summary = self.read_summary() or {}
+        listed = {}
+        for point in summary.get("data") or []:
+            if isinstance(point, dict) and all(field in point for field in POINT_FIELDS):
+                listed[point["datapoint_index"]] = point
+        points = {}
+        for index in self.evaluation_indices():
+            if index in listed:
+                points[index] = listed[index]
+            else:
+                record = self.read_evaluation(index)
+                if record is not None:
+                    points[index] = point_of(record)
+        return points
 
     def _read_json(self, name: str) -> Optional[Any]:
         try:

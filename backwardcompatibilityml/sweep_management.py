@@ -14,6 +14,7 @@ import math
 import numbers
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 import torch
@@ -135,6 +136,8 @@ class SweepManager:
         If ``use_ml_flow=True`` and MLflow is not installed.
     """
 
+    RECORD_CACHE_SIZE = 8
+
     def __init__(
         self,
         folder_name: str,
@@ -212,7 +215,8 @@ class SweepManager:
         self._lock = threading.RLock()
         self._cancel = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._records: Dict[int, Dict[str, Any]] = {}
+        self._points: Dict[int, Dict[str, Any]] = {}
+        self._record_cache: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()
         self._summary_extra: Dict[str, Any] = {}
         self._status = self._idle_status()
         self._load_folder()
@@ -228,7 +232,8 @@ class SweepManager:
         manager._lock = threading.RLock()
         manager._cancel = threading.Event()
         manager._thread = None
-        manager._records = {}
+        manager._points = {}
+        manager._record_cache = OrderedDict()
         manager._summary_extra = {}
         manager.lambda_c_values = []
         manager.get_instance_image_by_id = None
@@ -236,15 +241,16 @@ class SweepManager:
         manager.use_ml_flow = False
         manager._status = manager._idle_status()
         manager._load_folder()
-        if manager._store.read_summary() is None and not manager._records:
+        if manager._store.read_summary() is None and not manager._points:
             raise ValueError(f"{folder_name!r} holds no sweep (no sweep_summary.json and no evaluation files)")
         return manager
 
     def _load_folder(self) -> None:
         summary = self._store.read_summary() or {}
-        records = self._store.read_evaluations()
+        records = self._store.read_points()
         with self._lock:
-            self._records = records
+            self._points = records
+            self._record_cache.clear()
             self._summary_extra = {
                 key: summary.get(key)
                 for key in ("h1_performance", "performance_metric", "fingerprint", "configuration", "lambda_c_values")
@@ -378,7 +384,7 @@ class SweepManager:
         ``data`` carries h1's performance on its own dataset too.
         """
         with self._lock:
-            points = [point_of(self._records[i]) for i in sorted(self._records)]
+            points = [self._points[i] for i in sorted(self._points)]
             extra = dict(self._summary_extra)
         h1_test = next((p["h1_performance"] for p in points if p["testing"]), extra.get("h1_performance"))
         return {
@@ -390,7 +396,12 @@ class SweepManager:
         }
 
     def get_evaluation(self, datapoint_index: int) -> Dict[str, Any]:
-        """The full evaluation record of a datapoint (the same object while it is unchanged).
+        """The full evaluation record of a datapoint.
+
+        Records are read from the sweep folder and the last
+        ``RECORD_CACHE_SIZE`` are kept in memory, so memory does not grow with
+        the number of datapoints. While a record stays cached the same object
+        is returned (callers may cache what they derive from it by identity).
 
         Raises
         ------
@@ -398,7 +409,25 @@ class SweepManager:
             If no such datapoint has been evaluated.
         """
         with self._lock:
-            return self._records[datapoint_index]
+            if datapoint_index not in self._points:
+                raise KeyError(datapoint_index)
+            record = self._record_cache.get(datapoint_index)
+            if record is not None:
+                self._record_cache.move_to_end(datapoint_index)
+                return record
+        record = self._store.read_evaluation(datapoint_index)
+        if record is None:
+            raise KeyError(datapoint_index)
+        with self._lock:
+            return self._remember(record)
+
+    def _remember(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        index = record["datapoint_index"]
+        cached = self._record_cache.setdefault(index, record)
+        self._record_cache.move_to_end(index)
+        while len(self._record_cache) > self.RECORD_CACHE_SIZE:
+            self._record_cache.popitem(last=False)
+        return cached
 
     def load_model(self, lambda_c: float, family: str) -> torch.nn.Module:
         """A copy of h2 with the weights trained for ``(lambda_c, family)``.
@@ -443,7 +472,7 @@ class SweepManager:
             for family in FAMILIES
         ]
         summary = self._store.read_summary() or {}
-        records = self._store.read_evaluations()
+        records = self._store.read_points()
         done = [
             job for job in jobs
             if all(i in records for i in job.datapoint_indices) and self._store.has_model_state(job.lambda_c, job.family)
@@ -453,14 +482,16 @@ class SweepManager:
             logger.info("resuming the sweep in %s: %d of %d trainings already done", self.folder_name, len(done), len(jobs))
             keep = {i for job in done for i in job.datapoint_indices}
             with self._lock:
-                self._records = {i: records[i] for i in keep}
+                self._points = {i: records[i] for i in keep}
+                self._record_cache.clear()
             return [job for job in jobs if job not in done]
         if records or summary:
             reason = "the previous sweep is complete" if same_config else "its configuration differs"
             logger.info("starting the sweep in %s from scratch: %s", self.folder_name, reason)
         self._store.clear()
         with self._lock:
-            self._records = {}
+            self._points = {}
+            self._record_cache.clear()
         return jobs
 
     def _run(self) -> None:
@@ -486,14 +517,14 @@ class SweepManager:
                 self._units_total = max(1, (done_jobs + len(jobs)) * per_job)
                 self._units_done = done_jobs * per_job
                 self._units_at_start = self._units_done
-                self._status["completed_points"] = len(self._records)
+                self._status["completed_points"] = len(self._points)
                 self._status["percent_complete"] = self._units_done / self._units_total
             for result in self.executor.map(lambda job: run_training_job(job, context, self), jobs):
                 self._persist(result, tracker)
             state = COMPLETED
         except TrainingCancelled:
             state = CANCELLED
-            logger.info("sweep in %s cancelled; %d datapoints kept", self.folder_name, len(self._records))
+            logger.info("sweep in %s cancelled; %d datapoints kept", self.folder_name, len(self._points))
         except Exception as exception:  # a failing sweep must keep what it finished
             error = f"{type(exception).__name__}: {exception}"
             logger.exception("sweep in %s failed", self.folder_name)
@@ -534,8 +565,9 @@ class SweepManager:
         for record in result.evaluations:
             self._store.write_evaluation(record)
             with self._lock:
-                self._records[record["datapoint_index"]] = record
-                self._status["completed_points"] = len(self._records)
+                self._points[record["datapoint_index"]] = point_of(record)
+                self._remember(record)
+                self._status["completed_points"] = len(self._points)
             if tracker is not None:
                 tracker.log_point(point_of(record), job.lambda_index)
         self._write_summary(RUNNING)
