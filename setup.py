@@ -29,6 +29,7 @@ setup(
     ],
     extras_require={
         "mlflow": ["mlflow>=2.10"],
+        "demo": ["scikit-learn>=1.2"],
         "dev": [
             "pytest>=7",
             "hypothesis>=6",
