@@ -15,7 +15,7 @@ import numbers
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 import torch
 
@@ -173,7 +173,7 @@ class SweepManager:
                 raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
             check_model_device(model, self.device, name)
         for name, dataset in (("training_set", training_set), ("test_set", test_set)):
-            if dataset is None or not hasattr(dataset, "__iter__") or iter(dataset) is dataset:
+            if dataset is None or not isinstance(dataset, Iterable) or isinstance(dataset, Iterator):
                 raise TypeError(
                     f"{name} must be a re-iterable of (instance_ids, inputs, targets) batches "
                     f"(a list or a DataLoader), got {type(dataset).__name__}"
@@ -215,6 +215,8 @@ class SweepManager:
         self._lock = threading.RLock()
         self._cancel = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._finished = threading.Event()
+        self._finished.set()  # no sweep runs
         self._points: Dict[int, Dict[str, Any]] = {}
         self._record_cache: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()
         self._summary_extra: Dict[str, Any] = {}
@@ -232,6 +234,8 @@ class SweepManager:
         manager._lock = threading.RLock()
         manager._cancel = threading.Event()
         manager._thread = None
+        manager._finished = threading.Event()
+        manager._finished.set()
         manager._points = {}
         manager._record_cache = OrderedDict()
         manager._summary_extra = {}
@@ -346,18 +350,16 @@ class SweepManager:
             if self._status["state"] != RUNNING:
                 return False
             self._cancel.set()
-            thread = self._thread
-        if wait and thread is not None and thread is not threading.current_thread() and thread.is_alive():
-            thread.join(wait)
+            runner = self._thread
+        if wait and runner is not threading.current_thread():
+            self._finished.wait(wait)
         return True
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the background sweep ends; True if it has ended."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        """Block until the running sweep ends (at most ``timeout`` seconds); True if none runs any more."""
+        if self._thread is threading.current_thread():
+            return not self.is_running()
+        return self._finished.wait(timeout) or not self.is_running()
 
     # -- reading results ---------------------------------------------------------------------
     def get_sweep_status(self) -> Dict[str, Any]:
@@ -458,6 +460,7 @@ class SweepManager:
         if self._status["state"] == RUNNING:
             raise SweepAlreadyRunningError("a sweep is already running")
         self._cancel.clear()
+        self._finished.clear()
         self._status = self._idle_status()
         self._status.update(state=RUNNING, running=True)
         self._units_done = 0
@@ -542,6 +545,7 @@ class SweepManager:
                     tracker.end(state)
                 except Exception:
                     logger.exception("could not end the MLflow run")
+            self._finished.set()
 
     def _context(self) -> SweepContext:
         return SweepContext(

@@ -324,3 +324,20 @@ def test_use_ml_flow_without_mlflow_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     with pytest.raises(ImportError, match=r"pip install 'backwardcompatibilityml\[mlflow\]'"):
         build_manager(tmp_path / "s", use_ml_flow=True)
+
+
+def test_cancel_from_another_thread_stops_a_synchronous_sweep(tmp_path):
+    import threading
+
+    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1)
+    assert manager.wait(0.01) is True, "nothing runs yet"
+    runner = threading.Thread(target=manager.start_sweep_synchronous)
+    runner.start()
+    while len(manager.get_sweep_summary()["data"]) < 2:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    assert manager.cancel_sweep() is True
+    assert manager.get_sweep_status()["state"] == "cancelled"
+    assert time.monotonic() - t0 < 2.0
+    runner.join(5)
+    assert not runner.is_alive()
