@@ -22,7 +22,6 @@ setup(
         "flask>=2.2",
         "flask-cors>=3.0",
         "rai-core-flask>=0.7",
-        "waitress>=2.1",
         "ipython>=7.0",
         "pillow>=9.0",
         "tqdm>=4.60",

@@ -8,3 +8,8 @@ interactive widget (:class:`backwardcompatibilityml.widgets.CompatibilityAnalysi
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# A library adds no handler of its own: the application decides what is shown.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, P
 import torch
 
 from .data import ReferenceOutputs
-from .evaluation import evaluate_models
+from .evaluation import evaluate_models, metric_name
 from .training import train_compatible_model
 
 __all__ = [
@@ -130,6 +130,7 @@ def run_training_job(job: TrainingJob, context: SweepContext, progress: Progress
             "testing": dataset_name == "testing",
             "new-error": job.family == NEW_ERROR,
             "strict-imitation": job.family == STRICT_IMITATION,
+            "performance_metric": metric_name(context.performance_metric),
         })
         evaluations.append(record)
     state = {name: tensor.detach().cpu() for name, tensor in h2.state_dict().items()}

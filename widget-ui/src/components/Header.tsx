@@ -1,0 +1,113 @@
+// Title, Start / Cancel buttons, progress bar and errors in words.
+import { familyLabel, fmt3, fmtEta, fmtLambda } from "../format";
+import type { SweepStatus } from "../types";
+
+export interface HeaderProps {
+  status: SweepStatus | null;
+  pending: "start" | "cancel" | null;
+  actionError: string | null;
+  pollError: string | null;
+  onStart: () => void;
+  onCancel: () => void;
+  onDismissError: () => void;
+}
+
+export function statusText(status: SweepStatus | null): string {
+  if (!status) return "Connecting to the widget server…";
+  const points = `${status.completed_points} of ${status.total_points} points`;
+  switch (status.state) {
+    case "idle":
+      return "No sweep yet. Start a sweep to train h2 for each lambda_c.";
+    case "running": {
+      const parts = [`Running: ${points}`];
+      if (status.lambda_c !== null) parts.push(`lambda_c ${fmtLambda(status.lambda_c)}`);
+      if (status.loss_family) parts.push(familyLabel(status.loss_family));
+      if (status.loss !== null && status.loss !== undefined) parts.push(`loss ${fmt3(status.loss)}`);
+      parts.push(`ETA ${fmtEta(status.eta_seconds)}`);
+      return parts.join(" · ");
+    }
+    case "completed":
+      return `Sweep completed: ${points}.`;
+    case "cancelled":
+      return `Sweep cancelled after ${points}.`;
+    case "failed":
+      // The alert says "Sweep failed: <error>"; say it only once.
+      return `Stopped after ${points}.`;
+    default:
+      return `Sweep ${status.state}.`;
+  }
+}
+
+export function progressPercent(status: SweepStatus | null): number {
+  if (!status) return 0;
+  if (status.state === "completed") return 100;
+  const p = Number.isFinite(status.percent_complete) ? status.percent_complete : 0;
+  return Math.max(0, Math.min(100, Math.round(p * 100)));
+}
+
+export function Header(props: HeaderProps) {
+  const { status, pending } = props;
+  const running = status?.running ?? false;
+  const percent = progressPercent(status);
+  const failure = status?.state === "failed" ? `Sweep failed: ${status.error ?? "unknown error"}` : null;
+  const alertText = props.actionError ?? failure;
+  return (
+    <header className="bcml-header">
+      <div className="bcml-header-row">
+        <h2 className="bcml-title">Compatibility analysis</h2>
+        <div className="bcml-actions">
+          <button
+            type="button"
+            className="bcml-button bcml-button-primary"
+            onClick={props.onStart}
+            disabled={running || pending !== null || !status}
+          >
+            {pending === "start" ? "Starting…" : "Start sweep"}
+          </button>
+          <button
+            type="button"
+            className="bcml-button"
+            onClick={props.onCancel}
+            disabled={!running || pending !== null}
+          >
+            {pending === "cancel" ? "Cancelling…" : "Cancel sweep"}
+          </button>
+        </div>
+      </div>
+      <div className="bcml-progress-row">
+        <div
+          className={`bcml-progress bcml-progress-${status?.state ?? "unknown"}`}
+          role="progressbar"
+          aria-label="Sweep progress"
+          aria-valuemin={0}
+          aria-valuemax={100}
+          aria-valuenow={percent}
+          aria-valuetext={`${percent}%`}
+        >
+          <div className="bcml-progress-fill" style={{ width: `${percent}%` }} />
+        </div>
+        <span className="bcml-progress-percent" aria-hidden="true">
+          {percent}%
+        </span>
+      </div>
+      <p className="bcml-status-text" role="status">
+        {statusText(status)}
+        {props.pollError ? (
+          <span className="bcml-poll-error"> Connection problem, retrying: {props.pollError}</span>
+        ) : null}
+      </p>
+      <div className={`bcml-alert${alertText ? " bcml-alert-visible" : ""}`} role="alert">
+        {alertText ? (
+          <>
+            <span>{alertText}</span>
+            {props.actionError ? (
+              <button type="button" className="bcml-link-button" onClick={props.onDismissError}>
+                Dismiss
+              </button>
+            ) : null}
+          </>
+        ) : null}
+      </div>
+    </header>
+  );
+}

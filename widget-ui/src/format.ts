@@ -1,0 +1,64 @@
+// Number and label formatting shared by the views.
+import type { DataPoint, Dataset, LossFamily } from "./types";
+
+/** A value with exactly three decimals ("0.931"); "n/a" when missing. */
+export function fmt3(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
+  return value.toFixed(3);
+}
+
+/** A signed difference with three decimals ("+0.030", "-0.012", "0.000"). */
+export function fmtSigned3(value: number): string {
+  if (!Number.isFinite(value)) return "n/a";
+  const rounded = Number(value.toFixed(3));
+  if (rounded === 0) return "0.000";
+  return `${rounded > 0 ? "+" : "-"}${Math.abs(value).toFixed(3)}`;
+}
+
+/** lambda_c without float noise: 0.30000000000000004 -> "0.3", 0.25 -> "0.25". */
+export function fmtLambda(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
+  return String(Number(value.toFixed(3)));
+}
+
+/** A share as a percentage with a fixed number of decimals ("5.6%"). */
+export function fmtPercent(part: number, whole: number, decimals = 1): string {
+  if (!whole) return `${(0).toFixed(decimals)}%`;
+  return `${((100 * part) / whole).toFixed(decimals)}%`;
+}
+
+export function fmtEta(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return "unknown";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function familyLabel(family: LossFamily | null | undefined): string {
+  if (family === "new-error") return "New Error";
+  if (family === "strict-imitation") return "Strict Imitation";
+  return "n/a";
+}
+
+export function familyOf(point: DataPoint): LossFamily {
+  return point["new-error"] ? "new-error" : "strict-imitation";
+}
+
+export function datasetOf(point: DataPoint): Dataset {
+  return point.training ? "training" : "testing";
+}
+
+/** The accessible name of a scatter-plot point. */
+export function pointLabel(point: DataPoint): string {
+  return (
+    `${familyLabel(familyOf(point))}, ${datasetOf(point)}, lambda_c ${fmtLambda(point.lambda_c)}, ` +
+    `performance ${fmt3(point.performance)}, BTC ${fmt3(point.btc)}, BEC ${fmt3(point.bec)}`
+  );
+}
+
+export function metricLabel(metric: string | null | undefined): string {
+  if (!metric) return "performance";
+  return metric.replace(/_/g, " ");
+}

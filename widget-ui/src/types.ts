@@ -1,0 +1,124 @@
+// Types of the widget REST API (docs/api.md) and of the mounting config.
+
+export type EnvironmentType = "local" | "azureml" | "databricks" | string;
+
+/** The JSON config the notebook HTML passes to mountWidget. */
+export interface WidgetConfig {
+  environment_type?: EnvironmentType | null;
+  base_url?: string | null;
+  port?: number | null;
+  token?: string | null;
+}
+
+export type SweepState = "idle" | "running" | "completed" | "failed" | "cancelled";
+export type LossFamily = "new-error" | "strict-imitation";
+
+export interface SweepStatus {
+  running: boolean;
+  state: SweepState;
+  percent_complete: number;
+  lambda_c: number | null;
+  loss_family: LossFamily | null;
+  loss: number | null;
+  completed_points: number;
+  total_points: number;
+  eta_seconds: number | null;
+  error: string | null;
+}
+
+export interface DataPoint {
+  datapoint_index: number;
+  lambda_c: number;
+  training: boolean;
+  testing: boolean;
+  "new-error": boolean;
+  "strict-imitation": boolean;
+  performance: number;
+  h1_performance: number;
+  btc: number;
+  bec: number;
+  nfr: number;
+  pfr: number;
+  dataset_size: number;
+}
+
+export interface SweepSummary {
+  h1_performance: number | null;
+  performance_metric: string;
+  data: DataPoint[];
+}
+
+export interface ClassAccuracy {
+  class: number;
+  accuracy: number;
+  count: number;
+  error_count: number;
+}
+
+export interface ClassCount {
+  class: number;
+  count: number;
+}
+
+export interface EvaluationData extends DataPoint {
+  h2_performance: number;
+  performance_metric: string;
+  error_counts: { h1: number; h2: number };
+  regions: { progress: number; common: number; regress: number };
+  sorted_classes: number[];
+  h1_accuracy_by_class: ClassAccuracy[];
+  h2_accuracy_by_class: ClassAccuracy[];
+  h2_incompatible_count_by_class: ClassCount[];
+  incompatible_total: number;
+}
+
+export type Region = "progress" | "common" | "regress";
+export type ModelName = "h1" | "h2";
+export type SortKey = "instance_id" | "h1_prediction" | "h2_prediction" | "ground_truth";
+
+export interface SortSpec {
+  key: SortKey;
+  descending: boolean;
+}
+
+/** Which instances the table shows; every field optional (none: all errors). */
+export interface InstanceFilter {
+  region?: Region;
+  model?: ModelName;
+  class?: number;
+}
+
+export interface InstanceQuery extends InstanceFilter {
+  sort?: SortSpec;
+  offset?: number;
+  limit?: number;
+}
+
+export interface InstanceItem {
+  instance_id: number;
+  metadata: string;
+  h1_prediction: number;
+  h2_prediction: number;
+  ground_truth: number;
+  region: Region;
+}
+
+export interface InstancePage {
+  total: number;
+  offset: number;
+  limit: number;
+  items: InstanceItem[];
+}
+
+export interface StartSweepResponse {
+  started: boolean;
+  status: SweepStatus;
+}
+
+export interface CancelSweepResponse {
+  cancelled: boolean;
+  status: SweepStatus;
+}
+
+export type Dataset = "training" | "testing";
+export type Metric = "btc" | "bec";

@@ -1,0 +1,85 @@
+import { describe, expect, it, vi } from "vitest";
+import { fireEvent, render, screen } from "@testing-library/react";
+import { Header } from "../src/components/Header";
+import { makeStatus } from "./fixtures";
+import type { SweepStatus } from "../src/types";
+
+function renderHeader(status: SweepStatus | null, extra: Partial<Parameters<typeof Header>[0]> = {}) {
+  const props = {
+    status,
+    pending: null,
+    actionError: null,
+    pollError: null,
+    onStart: vi.fn(),
+    onCancel: vi.fn(),
+    onDismissError: vi.fn(),
+    ...extra,
+  };
+  render(<Header {...props} />);
+  return props;
+}
+
+describe("Header", () => {
+  it("idle: Start enabled, Cancel disabled, progress 0", () => {
+    const props = renderHeader(makeStatus());
+    const start = screen.getByRole("button", { name: "Start sweep" });
+    const cancel = screen.getByRole("button", { name: "Cancel sweep" });
+    expect((start as HTMLButtonElement).disabled).toBe(false);
+    expect((cancel as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("0");
+    fireEvent.click(start);
+    expect(props.onStart).toHaveBeenCalledOnce();
+  });
+
+  it("running: shows percent, lambda_c, family and ETA; Cancel works", () => {
+    const props = renderHeader(
+      makeStatus({
+        running: true,
+        state: "running",
+        percent_complete: 0.42,
+        lambda_c: 0.30000000000000004,
+        loss_family: "strict-imitation",
+        loss: 0.7312,
+        completed_points: 6,
+        total_points: 20,
+        eta_seconds: 12.5,
+      }),
+    );
+    const bar = screen.getByRole("progressbar");
+    expect(bar.getAttribute("aria-valuenow")).toBe("42");
+    expect(bar.getAttribute("aria-valuemin")).toBe("0");
+    expect(bar.getAttribute("aria-valuemax")).toBe("100");
+    const text = screen.getByRole("status").textContent ?? "";
+    expect(text).toContain("lambda_c 0.3");
+    expect(text).toContain("Strict Imitation");
+    expect(text).toContain("ETA 13 s");
+    expect(text).toContain("6 of 20 points");
+    expect((screen.getByRole("button", { name: "Start sweep" }) as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.click(screen.getByRole("button", { name: "Cancel sweep" }));
+    expect(props.onCancel).toHaveBeenCalledOnce();
+  });
+
+  it("says in words when a sweep was cancelled or failed", () => {
+    renderHeader(makeStatus({ state: "cancelled", completed_points: 3, total_points: 8, percent_complete: 0.375 }));
+    expect(screen.getByText(/Sweep cancelled/)).toBeTruthy();
+    expect(screen.getByRole("alert").textContent).toBe("");
+  });
+
+  it("shows a failed sweep's error in the alert", () => {
+    renderHeader(makeStatus({ state: "failed", error: "ValueError: bad lambda" }));
+    expect(screen.getByRole("alert").textContent).toContain("Sweep failed: ValueError: bad lambda");
+    expect(screen.getAllByText(/Sweep failed/)).toHaveLength(1);
+  });
+
+  it("shows action errors in the alert and connection trouble in the status", () => {
+    const props = renderHeader(makeStatus({ state: "completed", percent_complete: 1 }), {
+      actionError: "Could not start the sweep: A sweep is already running.",
+      pollError: "Cannot reach the widget server",
+    });
+    expect(screen.getByRole("alert").textContent).toContain("A sweep is already running.");
+    expect(screen.getByRole("status").textContent).toContain("retrying");
+    expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("100");
+    fireEvent.click(screen.getByRole("button", { name: "Dismiss" }));
+    expect(props.onDismissError).toHaveBeenCalledOnce();
+  });
+});
