@@ -1,7 +1,7 @@
 """The digits demo: an h1/h2 update on scikit-learn's handwritten digits, served as a web page.
 
 Everything it needs ships with scikit-learn (no download). h1 is a small
-multi-layer perceptron trained briefly; h2 a larger one that the sweep
+multi-layer perceptron (16 hidden units); h2 a larger one that the sweep
 trains with the compatibility losses. Each instance's image is the 8 x 8
 digit enlarged to a PNG, and its metadata reads ``"digit 3, sample 1204"``.
 """
@@ -91,8 +91,8 @@ def load_digits_data(batch_size: int = 32) -> DigitsData:
     return DigitsData(batch_size=batch_size)
 
 
-def train_reference_model(data: DigitsData, hidden: int = 8, epochs: int = 3, seed: int = 0) -> DigitsMLP:
-    """A deliberately small h1, trained briefly with plain cross-entropy."""
+def train_reference_model(data: DigitsData, hidden: int = 16, epochs: int = 5, seed: int = 0) -> DigitsMLP:
+    """A small h1 (one hidden layer of 16 units) trained with plain cross-entropy."""
     torch.manual_seed(seed)
     model = DigitsMLP(hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -106,7 +106,7 @@ def train_reference_model(data: DigitsData, hidden: int = 8, epochs: int = 3, se
 
 def build_digits_sweep(folder: str, *, epochs: int = 5, stepsize: float = 0.25, batch_size: int = 32,
                        seed: int = 0, **kwargs: Any) -> Tuple[SweepManager, DigitsData]:
-    """The demo's SweepManager: h1 MLP(8) trained 3 epochs, h2 MLP(64) trained by the sweep with SGD."""
+    """The demo's SweepManager: h1 MLP(16) trained 5 epochs, h2 MLP(64) trained by the sweep with SGD."""
     data = load_digits_data(batch_size)
     h1 = train_reference_model(data, seed=seed)
     torch.manual_seed(seed + 1)
