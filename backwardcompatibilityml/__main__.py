@@ -64,7 +64,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             manager = SweepManager.open_folder(args.folder)
         widget = CompatibilityAnalysis.from_sweep_manager(manager, port=args.port, host=args.host, display_widget=False)
-    except (TypeError, ValueError, OSError) as error:
+    except ImportError as error:
+        print(f"error: {error}. The demo needs scikit-learn: pip install 'backwardcompatibilityml[demo]'",
+              file=sys.stderr)
+        return 2
+    except (TypeError, ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     progress = ConsoleProgress(manager) if args.command == "demo" else None

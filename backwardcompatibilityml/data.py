@@ -4,20 +4,21 @@ A dataset is any re-iterable of batches ``(instance_ids, inputs, targets)``,
 for example a list or a :class:`torch.utils.data.DataLoader`. Batches of two
 elements ``(inputs, targets)`` are accepted too; their instances are then
 numbered by position (0, 1, 2, ... in iteration order), which is only stable
-for a dataset that yields the same order every time.
+for a dataset that yields the same order every time: a shuffling DataLoader
+of such pairs is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
+from torch.utils.data import DataLoader, SequentialSampler
 
 from .device import to_device
 from .outputs import validate_output
 
-__all__ = ["iterate_batches", "count_batches", "ReferenceOutputs"]
+__all__ = ["iterate_batches", "count_batches", "has_fixed_order", "ReferenceOutputs"]
 
 Batch = Tuple[torch.Tensor, Any, torch.Tensor]
 
@@ -66,6 +67,12 @@ def iterate_batches(dataset: Iterable, device: torch.device | None = None) -> It
         else:
             inputs, targets = batch
             ids = None
+            if position == 0 and not has_fixed_order(dataset):
+                raise ValueError(
+                    "batches of (inputs, targets) are numbered by their position, which needs a fixed order, but "
+                    "this DataLoader shuffles; give batches (instance_ids, inputs, targets) instead, e.g. a "
+                    "TensorDataset(torch.arange(n), x, y)"
+                )
         targets = torch.as_tensor(targets)
         size = targets.shape[0] if targets.dim() > 0 else 0
         if ids is None:
@@ -79,6 +86,14 @@ def iterate_batches(dataset: Iterable, device: torch.device | None = None) -> It
         if device is not None:
             inputs, targets = to_device(inputs, device), to_device(targets, device)
         yield ids, inputs, targets
+
+
+def has_fixed_order(dataset: Iterable) -> bool:
+    """False for a DataLoader whose sampler is not sequential (it may shuffle); True otherwise."""
+    if isinstance(dataset, DataLoader):
+        sampler = getattr(dataset.batch_sampler, "sampler", dataset.sampler)
+        return isinstance(sampler, SequentialSampler)
+    return True
 
 
 def count_batches(dataset: Iterable) -> int:
@@ -101,6 +116,10 @@ class ReferenceOutputs:
     compatibility losses (which instances h1 gets right) is then a property of
     the instance, not of each augmented view.
 
+    Rows live in buffers whose capacity doubles as instances arrive, and an
+    ``id -> row`` dictionary finds them, so filling the cache costs time linear
+    in the number of instances.
+
     Parameters
     ----------
     model : torch.nn.Module or callable
@@ -116,14 +135,13 @@ class ReferenceOutputs:
         self.model = model
         self.device = device
         self.name = name
-        self._chunks: list[Any] = []
-        self._chunk_ids: list[torch.Tensor] = []
-        self._values: Any = None
-        self._sorted_ids = np.empty(0, dtype=np.int64)
-        self._order = np.empty(0, dtype=np.int64)
+        self._row_of: Dict[int, int] = {}
+        self._buffers: Optional[List[torch.Tensor]] = None
+        self._triple = False
+        self._size = 0
 
     def __len__(self) -> int:
-        return int(self._sorted_ids.shape[0])
+        return self._size
 
     def run(self, inputs: Any) -> Any:
         """Run the model once on ``inputs`` without gradients, in eval mode."""
@@ -152,46 +170,48 @@ class ReferenceOutputs:
         """The model's outputs for the instances ``ids`` of a batch whose inputs are ``inputs``.
 
         Served from the cache when every id is known; otherwise the model runs
-        once on ``inputs`` and the batch is cached.
+        once on ``inputs`` and the new instances are cached.
         """
-        positions = self._lookup(ids)
-        if positions is None:
+        row_of = self._row_of
+        try:
+            rows = [row_of[i] for i in ids.tolist()]
+        except KeyError:
             output = self.run(inputs)
             self._add(ids, output)
             return output
-        return _index(self._values, torch.as_tensor(positions, device=_device_of(self._values)))
-
-    def _lookup(self, ids: torch.Tensor) -> np.ndarray | None:
-        if self._sorted_ids.shape[0] == 0:
-            return None
-        wanted = ids.numpy()
-        pos = np.searchsorted(self._sorted_ids, wanted)
-        pos = np.minimum(pos, self._sorted_ids.shape[0] - 1)
-        if not np.array_equal(self._sorted_ids[pos], wanted):
-            return None
-        return self._order[pos]
+        assert self._buffers is not None
+        index = torch.as_tensor(rows, dtype=torch.long, device=self._buffers[0].device)
+        parts = [buffer[index] for buffer in self._buffers]
+        return tuple(parts) if self._triple else parts[0]
 
     def _add(self, ids: torch.Tensor, output: Any) -> None:
-        known = self._lookup_mask(ids)
-        if known.any():
-            keep = torch.as_tensor(~known)
-            ids = ids[keep]
-            output = _index(output, keep.to(_device_of(output)))
-        self._chunks.append(output)
-        self._chunk_ids.append(ids)
-        self._values = _concat(self._chunks)
-        self._chunks = [self._values]
-        all_ids = torch.cat(self._chunk_ids).numpy()
-        self._chunk_ids = [torch.from_numpy(all_ids)]
-        self._order = np.argsort(all_ids, kind="stable")
-        self._sorted_ids = all_ids[self._order]
-
-    def _lookup_mask(self, ids: torch.Tensor) -> np.ndarray:
-        if self._sorted_ids.shape[0] == 0:
-            return np.zeros(ids.shape[0], dtype=bool)
-        wanted = ids.numpy()
-        pos = np.minimum(np.searchsorted(self._sorted_ids, wanted), self._sorted_ids.shape[0] - 1)
-        return self._sorted_ids[pos] == wanted
+        parts = list(output) if isinstance(output, (tuple, list)) else [output]
+        new_positions, new_ids, seen = [], [], set()
+        for position, instance_id in enumerate(ids.tolist()):
+            if instance_id not in self._row_of and instance_id not in seen:
+                seen.add(instance_id)
+                new_positions.append(position)
+                new_ids.append(instance_id)
+        if not new_ids:
+            return
+        if self._buffers is None:
+            self._triple = isinstance(output, (tuple, list))
+            self._buffers = [part.new_empty((max(1024, 2 * len(new_ids)),) + tuple(part.shape[1:])) for part in parts]
+        needed = self._size + len(new_ids)
+        if needed > self._buffers[0].shape[0]:
+            capacity = max(needed, 2 * self._buffers[0].shape[0])
+            grown = []
+            for buffer in self._buffers:
+                bigger = buffer.new_empty((capacity,) + tuple(buffer.shape[1:]))
+                bigger[: self._size] = buffer[: self._size]
+                grown.append(bigger)
+            self._buffers = grown
+        take = torch.as_tensor(new_positions, dtype=torch.long, device=parts[0].device)
+        for buffer, part in zip(self._buffers, parts):
+            buffer[self._size:needed] = part[take]
+        for offset, instance_id in enumerate(new_ids):
+            self._row_of[instance_id] = self._size + offset
+        self._size = needed
 
 
 def _detach(output: Any) -> Any:
@@ -200,19 +220,3 @@ def _detach(output: Any) -> Any:
     if isinstance(output, (tuple, list)):
         return tuple(_detach(part) for part in output)
     return output
-
-
-def _index(output: Any, index: torch.Tensor) -> Any:
-    if isinstance(output, torch.Tensor):
-        return output[index]
-    return tuple(part[index] for part in output)
-
-
-def _concat(chunks: list[Any]) -> Any:
-    if isinstance(chunks[0], torch.Tensor):
-        return torch.cat(chunks)
-    return tuple(torch.cat([chunk[i] for chunk in chunks]) for i in range(len(chunks[0])))
-
-
-def _device_of(output: Any) -> torch.device:
-    return output.device if isinstance(output, torch.Tensor) else output[0].device

@@ -54,7 +54,12 @@ def check_model_device(model: Any, device: torch.device, name: str) -> None:
     if parameters is None:
         return
     first = next(iter(parameters()), None)
-    if first is not None and first.device.type != device.type:
+    if first is None:
+        return
+    expected = device
+    if device.type == "cuda" and device.index is None:
+        expected = torch.device("cuda", torch.cuda.current_device())
+    if first.device != expected and not (first.device.type == expected.type == "cpu"):
         raise ValueError(
             f"{name} has its parameters on {first.device} but device={str(device)!r}; "
             f"move it first, e.g. {name}.to({str(device)!r})"

@@ -99,6 +99,12 @@ def _ids_by_class(ids: np.ndarray, classes_of_ids: np.ndarray, classes: np.ndarr
     return [sorted_ids[lo:hi].tolist() for lo, hi in zip(*bounds)]
 
 
+def _finite_or_none(value: Any) -> Optional[float]:
+    """A float, or None for NaN/infinity (which JSON cannot hold)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def build_record(
     predictions: Predictions,
     *,
@@ -140,9 +146,9 @@ def build_record(
     }
     return {
         "dataset_size": int(ids.shape[0]),
-        "h1_performance": float(h1_performance),
-        "h2_performance": float(h2_performance),
-        "performance": float(h2_performance),
+        "h1_performance": _finite_or_none(h1_performance),
+        "h2_performance": _finite_or_none(h2_performance),
+        "performance": _finite_or_none(h2_performance),
         "btc": trust_compatibility_score(h1, h2, expected),
         "bec": error_compatibility_score(h1, h2, expected),
         "nfr": negative_flip_rate(h1, h2, expected),

@@ -24,11 +24,17 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
+try:  # POSIX advisory locks; elsewhere two sweeps on one folder are not detected
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ["SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of"]
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.json"
+LOCK_FILE = ".bcml-sweep.lock"
 _EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
 _TEMP_PREFIX = ".tmp-"
 
@@ -167,6 +173,28 @@ class SweepStore:
         except (OSError, ValueError) as error:
             logger.warning("ignoring unreadable sweep file %s: %s", name, error)
             return None
+
+    def lock(self) -> Any:
+        """Take the folder's sweep lock without waiting.
+
+        Returns a handle for :meth:`unlock`. Raises ``BlockingIOError`` when
+        another sweep (in this process or another) holds it.
+        """
+        handle = open(self.path(LOCK_FILE), "w")
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise BlockingIOError(f"the sweep folder {self.folder} is in use") from None
+        return handle
+
+    @staticmethod
+    def unlock(handle: Any) -> None:
+        """Release a lock taken with :meth:`lock`."""
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
 
     def clear(self) -> None:
         """Remove the files of a sweep (and leftover temporary files); other files stay."""

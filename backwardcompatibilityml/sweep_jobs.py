@@ -71,6 +71,7 @@ class SweepContext:
     device: torch.device
     performance_metric: Callable
     get_instance_metadata: Callable[[int], str]
+    seed: int = 0
     h1_performances: Dict[str, Optional[float]] = field(default_factory=lambda: {"training": None, "testing": None})
 
 
@@ -86,11 +87,20 @@ class ProgressSink(Protocol):
 def run_training_job(job: TrainingJob, context: SweepContext, progress: ProgressSink) -> JobResult:
     """Train a fresh deep copy of ``context.h2`` for ``job`` and evaluate it on both datasets.
 
-    The copy starts from the same weights for every job. Nothing of the
+    The copy starts from the same weights and the same random state
+    (``context.seed``) for every job. Nothing of the
     context is changed, except that h1's output caches and h1's performance
     per dataset are filled on first use.
     """
     progress.begin(job)
+    devices = [context.device.index if context.device.index is not None else torch.cuda.current_device()] \
+        if context.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(context.seed)  # the same batch order and random draws for every job
+        return _train_and_evaluate(job, context, progress)
+
+
+def _train_and_evaluate(job: TrainingJob, context: SweepContext, progress: ProgressSink) -> JobResult:
     h1 = context.references[0].model
     h2 = copy.deepcopy(context.h2).to(context.device)
     loss_class = context.loss_classes[job.family]

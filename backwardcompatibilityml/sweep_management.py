@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import numbers
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import torch
 
-from .data import ReferenceOutputs, count_batches
+from .data import ReferenceOutputs, count_batches, has_fixed_order
 from .device import check_model_device, resolve_device
 from .evaluation import default_instance_metadata, metric_name
 from .metrics import model_accuracy
@@ -56,10 +57,58 @@ def lambda_c_grid(stepsize: float) -> List[float]:
     if isinstance(stepsize, bool) or not isinstance(stepsize, numbers.Real):
         raise TypeError(f"lambda_c_stepsize must be a real number, got {type(stepsize).__name__}")
     stepsize = float(stepsize)
-    if not (math.isfinite(stepsize) and 0.0 < stepsize <= 1.0):
-        raise ValueError(f"lambda_c_stepsize must lie in (0, 1], got {stepsize!r}")
+    if not (math.isfinite(stepsize) and MIN_STEPSIZE <= stepsize <= 1.0):
+        raise ValueError(f"lambda_c_stepsize must lie in [{MIN_STEPSIZE}, 1], got {stepsize!r}")
     count = int(math.floor(1.0 / stepsize + 1e-9))
     return [round(k * stepsize, 10) for k in range(count + 1)]
+
+
+_PATH_RE = re.compile(r"""(?<![\w.~])(?:[A-Za-z]:[\\/]|~?/)[^\s'"<>]+""")
+MIN_STEPSIZE = 0.001
+
+
+def public_error_message(exception: BaseException) -> str:
+    """``"Type: message"`` for the status and the API, with file paths left out.
+
+    The full exception, traceback included, goes to :mod:`logging`; what is
+    shown to a web page must not reveal the layout of the machine.
+    """
+    name = type(exception).__name__
+    if isinstance(exception, OSError) and exception.strerror:
+        return f"{name}: {exception.strerror}"
+    message = _PATH_RE.sub("<path>", str(exception))
+    return f"{name}: {message}" if message else name
+
+
+def _state_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _size_of(dataset: Any) -> Optional[int]:
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def _check_pairs_have_fixed_order(dataset: Any, name: str) -> None:
+    """Refuse early a shuffling DataLoader of (inputs, targets) pairs (instances need stable ids)."""
+    if has_fixed_order(dataset):
+        return
+    try:
+        first = dataset.dataset[0]
+    except Exception:  # not map-style: found when its first batch is read
+        return
+    if isinstance(first, (tuple, list)) and len(first) == 2:
+        raise ValueError(
+            f"{name} is a shuffling DataLoader of (inputs, targets) pairs; instances need stable ids: "
+            "give items (instance_id, inputs, target), e.g. TensorDataset(torch.arange(n), x, y)"
+        )
 
 
 def _qualname(value: Any) -> str:
@@ -127,6 +176,10 @@ class SweepManager:
         Log the sweep to MLflow (needs the ``[mlflow]`` extra).
     ml_flow_run_name : str
         Name of the MLflow run.
+    seed : int
+        Seed of the random number generators at the start of every training, so
+        that every job sees the same batch order (shuffling DataLoaders) and
+        the same dropout draws, and a resumed sweep trains as the first would have.
 
     Raises
     ------
@@ -161,6 +214,7 @@ class SweepManager:
         device: str = "cpu",
         use_ml_flow: bool = False,
         ml_flow_run_name: str = "compatibility_sweep",
+        seed: int = 0,
     ) -> None:
         self.lambda_c_values = lambda_c_grid(lambda_c_stepsize)
         self.lambda_c_stepsize = float(lambda_c_stepsize)
@@ -178,6 +232,7 @@ class SweepManager:
                     f"{name} must be a re-iterable of (instance_ids, inputs, targets) batches "
                     f"(a list or a DataLoader), got {type(dataset).__name__}"
                 )
+            _check_pairs_have_fixed_order(dataset, name)
         self.optimizer_class = check_class(OptimizerClass, "OptimizerClass")
         self.optimizer_kwargs = _check_kwargs(optimizer_kwargs, "optimizer_kwargs")
         self.loss_classes = {
@@ -203,6 +258,13 @@ class SweepManager:
         if self.use_ml_flow:
             require_mlflow()
         self.ml_flow_run_name = ml_flow_run_name
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = seed
+        self._fingerprint_inputs = {
+            "h1": _state_digest(h1), "h2": _state_digest(h2),
+            "training_batches": _size_of(training_set), "test_batches": _size_of(test_set), "seed": seed,
+        }
         self.h1, self.h2 = h1, h2
         self.training_set, self.test_set = training_set, test_set
         self.performance_metric = performance_metric
@@ -217,6 +279,9 @@ class SweepManager:
         self._thread: Optional[threading.Thread] = None
         self._finished = threading.Event()
         self._finished.set()  # no sweep runs
+        self._background = False
+        self._generation = 0
+        self._folder_lock: Optional[Any] = None
         self._points: Dict[int, Dict[str, Any]] = {}
         self._record_cache: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()
         self._summary_extra: Dict[str, Any] = {}
@@ -236,6 +301,9 @@ class SweepManager:
         manager._thread = None
         manager._finished = threading.Event()
         manager._finished.set()
+        manager._background = False
+        manager._generation = 0
+        manager._folder_lock = None
         manager._points = {}
         manager._record_cache = OrderedDict()
         manager._summary_extra = {}
@@ -259,9 +327,11 @@ class SweepManager:
                 key: summary.get(key)
                 for key in ("h1_performance", "performance_metric", "fingerprint", "configuration", "lambda_c_values")
             }
-            if not self.lambda_c_values and summary.get("lambda_c_values"):
-                self.lambda_c_values = list(summary["lambda_c_values"])
-            total = 4 * len(self.lambda_c_values) if self.lambda_c_values else len(records)
+            stored_values = summary.get("lambda_c_values") or []
+            if not self.lambda_c_values and stored_values:
+                self.lambda_c_values = list(stored_values)
+            total = 4 * len(stored_values or self.lambda_c_values) or len(records)
+            total = max(total, len(records))
             stored_state = summary.get("state")
             if records and len(records) >= total:
                 state = COMPLETED
@@ -273,8 +343,14 @@ class SweepManager:
                 state=state,
                 completed_points=len(records),
                 total_points=total,
-                percent_complete=(len(records) / total) if total else 0.0,
+                percent_complete=min(1.0, len(records) / total) if total else 0.0,
                 error=summary.get("error") if state == FAILED else None,
+            )
+        stored = summary.get("fingerprint")
+        if self._trainable and records and stored and stored != self.fingerprint():
+            logger.warning(
+                "the results in %s were made with other models, data or settings; they are shown until a new "
+                "sweep replaces them", self.folder_name,
             )
 
     # -- configuration --------------------------------------------------------------------
@@ -297,8 +373,11 @@ class SweepManager:
         }
 
     def fingerprint(self) -> str:
-        """A hash of :meth:`configuration`."""
-        text = json.dumps(self.configuration(), sort_keys=True)
+        """A hash of :meth:`configuration`, the initial weights of h1 and h2, the datasets' sizes and the seed.
+
+        A sweep resumes only results with the same fingerprint.
+        """
+        text = json.dumps({"configuration": self.configuration(), **self._fingerprint_inputs}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- public lifecycle -----------------------------------------------------------------
@@ -313,20 +392,23 @@ class SweepManager:
             If the manager was opened with :meth:`open_folder`.
         """
         with self._lock:
-            self._begin()
-            self._thread = threading.Thread(target=self._run, name="bcml-sweep", daemon=True)
+            jobs = self._begin()
+            self._background = True
+            self._thread = threading.Thread(target=self._run, args=(jobs,), name="bcml-sweep", daemon=True)
             self._thread.start()
 
     def start_sweep_synchronous(self) -> None:
         """Run the sweep in the calling thread; returns when it completes, fails or is cancelled.
 
         An exception in training is not raised: it ends the sweep with state
-        ``failed`` (see :meth:`get_sweep_status`).
+        ``failed`` (see :meth:`get_sweep_status`). ``KeyboardInterrupt`` (Ctrl-C)
+        cancels the sweep and is raised again.
         """
         with self._lock:
-            self._begin()
+            jobs = self._begin()
+            self._background = False
             self._thread = threading.current_thread()
-        self._run()
+        self._run(jobs)
 
     def is_running(self) -> bool:
         """Whether a sweep is running."""
@@ -356,10 +438,18 @@ class SweepManager:
         return True
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the running sweep ends (at most ``timeout`` seconds); True if none runs any more."""
-        if self._thread is threading.current_thread():
-            return not self.is_running()
-        return self._finished.wait(timeout) or not self.is_running()
+        """Block until the running sweep has ended (at most ``timeout`` seconds).
+
+        For a background sweep this joins its thread, so that nothing of the
+        sweep is still running when it returns True.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return self._finished.is_set()
+        if self._background:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return self._finished.wait(timeout)
 
     # -- reading results ---------------------------------------------------------------------
     def get_sweep_status(self) -> Dict[str, Any]:
@@ -417,19 +507,31 @@ class SweepManager:
             if record is not None:
                 self._record_cache.move_to_end(datapoint_index)
                 return record
+            generation = self._generation
         record = self._store.read_evaluation(datapoint_index)
-        if record is None:
-            raise KeyError(datapoint_index)
         with self._lock:
-            return self._remember(record)
+            if generation != self._generation:
+                # A new sweep started while the file was read: what was read may be stale.
+                return self.get_evaluation(datapoint_index)
+            if record is None:
+                raise KeyError(datapoint_index)
+            cached = self._record_cache.get(datapoint_index)
+            return cached if cached is not None else self._remember(record)
 
     def _remember(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        """Cache ``record`` as the current one of its datapoint (replacing any older one)."""
         index = record["datapoint_index"]
-        cached = self._record_cache.setdefault(index, record)
+        self._record_cache[index] = record
         self._record_cache.move_to_end(index)
         while len(self._record_cache) > self.RECORD_CACHE_SIZE:
             self._record_cache.popitem(last=False)
-        return cached
+        return record
+
+    def _forget_results(self, keep: Dict[int, Dict[str, Any]]) -> None:
+        with self._lock:
+            self._points = keep
+            self._record_cache.clear()
+            self._generation += 1
 
     def load_model(self, lambda_c: float, family: str) -> torch.nn.Module:
         """A copy of h2 with the weights trained for ``(lambda_c, family)``.
@@ -454,19 +556,44 @@ class SweepManager:
             "eta_seconds": None, "error": None,
         }
 
-    def _begin(self) -> None:
+    def _begin(self) -> List[TrainingJob]:
+        """Check that a sweep may start, decide what to train, and mark the sweep running (under the lock)."""
         if not self._trainable:
             raise ReadOnlySweepError("this sweep was opened read-only from its folder; it cannot train")
         if self._status["state"] == RUNNING:
             raise SweepAlreadyRunningError("a sweep is already running")
+        previous = self._thread
+        if self._background and previous is not None and previous.is_alive():
+            previous.join(10)  # the previous sweep has ended and is only tidying up
+        try:
+            self._folder_lock = self._store.lock()
+        except BlockingIOError:
+            raise SweepAlreadyRunningError(
+                f"another sweep is running in the folder {self.folder_name!r}"
+            ) from None
+        try:
+            jobs = self._jobs_to_run()
+        except BaseException:
+            self._release_folder()
+            raise
         self._cancel.clear()
         self._finished.clear()
+        total_jobs = 2 * len(self.lambda_c_values)
         self._status = self._idle_status()
-        self._status.update(state=RUNNING, running=True)
+        self._status.update(
+            state=RUNNING, running=True, completed_points=len(self._points),
+            percent_complete=(total_jobs - len(jobs)) / total_jobs if total_jobs else 0.0,
+        )
         self._units_done = 0
         self._units_total = 1
         self._units_at_start = 0
         self._run_started = time.monotonic()
+        return jobs
+
+    def _release_folder(self) -> None:
+        if self._folder_lock is not None:
+            self._store.unlock(self._folder_lock)
+            self._folder_lock = None
 
     def _jobs_to_run(self) -> List[TrainingJob]:
         jobs = [
@@ -484,24 +611,20 @@ class SweepManager:
         if same_config and 0 < len(done) < len(jobs):
             logger.info("resuming the sweep in %s: %d of %d trainings already done", self.folder_name, len(done), len(jobs))
             keep = {i for job in done for i in job.datapoint_indices}
-            with self._lock:
-                self._points = {i: records[i] for i in keep}
-                self._record_cache.clear()
+            self._forget_results({i: records[i] for i in keep})
             return [job for job in jobs if job not in done]
         if records or summary:
-            reason = "the previous sweep is complete" if same_config else "its configuration differs"
+            reason = "the previous sweep is complete" if same_config else "its configuration, models or data differ"
             logger.info("starting the sweep in %s from scratch: %s", self.folder_name, reason)
         self._store.clear()
-        with self._lock:
-            self._points = {}
-            self._record_cache.clear()
+        self._forget_results({})
         return jobs
 
-    def _run(self) -> None:
+    def _run(self, jobs: List[TrainingJob]) -> None:
         tracker: Optional[MlflowSweepTracker] = None
         state, error = FAILED, None
+        interrupted: Optional[BaseException] = None
         try:
-            jobs = self._jobs_to_run()
             self._summary_extra = {
                 "fingerprint": self.fingerprint(),
                 "configuration": self.configuration(),
@@ -511,6 +634,8 @@ class SweepManager:
             self._write_summary(RUNNING)
             if self.use_ml_flow:
                 tracker = MlflowSweepTracker(self.ml_flow_run_name, self.configuration())
+                for point in self.get_sweep_summary()["data"]:  # kept by a resume: one run holds them all
+                    tracker.log_point(point, self.lambda_c_values.index(point["lambda_c"]))
             context = self._context()
             train_batches = count_batches(self.training_set)
             test_batches = count_batches(self.test_set)
@@ -528,14 +653,14 @@ class SweepManager:
         except TrainingCancelled:
             state = CANCELLED
             logger.info("sweep in %s cancelled; %d datapoints kept", self.folder_name, len(self._points))
+        except KeyboardInterrupt as exception:
+            state, interrupted = CANCELLED, exception
+            logger.info("sweep in %s interrupted; %d datapoints kept", self.folder_name, len(self._points))
         except Exception as exception:  # a failing sweep must keep what it finished
-            error = f"{type(exception).__name__}: {exception}"
+            error = public_error_message(exception)
             logger.exception("sweep in %s failed", self.folder_name)
         finally:
-            with self._lock:
-                self._status.update(state=state, running=False, error=error, eta_seconds=None)
-                if state == COMPLETED:
-                    self._status["percent_complete"] = 1.0
+            # Tidy up first, then say the sweep has ended: a new sweep may start at once after that.
             try:
                 self._write_summary(state, error)
             except Exception:
@@ -545,7 +670,14 @@ class SweepManager:
                     tracker.end(state)
                 except Exception:
                     logger.exception("could not end the MLflow run")
-            self._finished.set()
+            with self._lock:
+                self._release_folder()
+                self._status.update(state=state, running=False, error=error, eta_seconds=None)
+                if state == COMPLETED:
+                    self._status["percent_complete"] = 1.0
+                self._finished.set()
+        if interrupted is not None:
+            raise interrupted
 
     def _context(self) -> SweepContext:
         return SweepContext(
@@ -561,6 +693,7 @@ class SweepManager:
             device=self.device,
             performance_metric=self.performance_metric,
             get_instance_metadata=self.get_instance_metadata,
+            seed=self.seed,
         )
 
     def _persist(self, result: JobResult, tracker: Optional[MlflowSweepTracker]) -> None:

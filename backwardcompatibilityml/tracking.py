@@ -56,7 +56,11 @@ class MlflowSweepTracker:
         """
         family = "new_error" if point["new-error"] else "strict_imitation"
         dataset = "train" if point["training"] else "test"
-        metrics = {f"{family}_{dataset}_{name}": float(point[name]) for name in ("performance", "btc", "bec", "nfr")}
+        metrics = {
+            f"{family}_{dataset}_{name}": float(point[name])
+            for name in ("performance", "btc", "bec", "nfr")
+            if point[name] is not None
+        }
         metrics[f"{family}_{dataset}_lambda_c"] = float(point["lambda_c"])
         for key, value in metrics.items():
             self.client.log_metric(self.run_id, key, value, step=lambda_index)

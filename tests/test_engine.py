@@ -61,12 +61,15 @@ def test_record_matches_independent_computation(digits_small):
     for key, item in record["error_instances"].items():
         assert (item["h1_prediction"], item["h2_prediction"], item["ground_truth"]) == by_id[int(key)]
         assert item["metadata"] == f"sample {key}"
-    for entry, incompatible in zip(record["h1_accuracy_by_class"], record["h2_incompatible_instance_ids_by_class"]):
+    for entry, entry2, incompatible in zip(record["h1_accuracy_by_class"], record["h2_accuracy_by_class"],
+                                           record["h2_incompatible_instance_ids_by_class"]):
         c = entry["class"]
         members = {i for i, t in zip(ids.tolist(), y.tolist()) if t == c}
-        assert entry["count"] == len(members)
+        assert entry["count"] == entry2["count"] == len(members)
         assert entry["error_instance_ids"] == sorted(members & w1)
         assert entry["accuracy"] == pytest.approx(len(members - w1) / len(members))
+        assert entry2["class"] == c and entry2["error_instance_ids"] == sorted(members & w2)
+        assert entry2["accuracy"] == pytest.approx(len(members - w2) / len(members))
         assert incompatible == {"class": c, "instance_ids": sorted((members & r1) & w2)}
 
 
@@ -115,11 +118,16 @@ def test_binary_models_train_and_evaluate(cancer_data):
     assert record["h2_performance"] > 0.8
 
 
-def test_pairs_without_ids_are_numbered_by_position(digits_data):
+def test_pairs_without_ids_are_numbered_by_position_only_in_a_fixed_order(digits_data):
     x, y = digits_data
     pairs = [(b[1], b[2]) for b in make_batches(x[:70], y[:70], 32)]
     ids = torch.cat([i for i, _, _ in iterate_batches(pairs)])
     assert ids.tolist() == list(range(70))
+    fixed = DataLoader(TensorDataset(torch.tensor(x[:70]), torch.tensor(y[:70])), batch_size=32)
+    assert torch.cat([i for i, _, _ in iterate_batches(fixed)]).tolist() == list(range(70))
+    shuffled = DataLoader(TensorDataset(torch.tensor(x[:70]), torch.tensor(y[:70])), batch_size=32, shuffle=True)
+    with pytest.raises(ValueError, match="needs a fixed order"):
+        list(iterate_batches(shuffled))
 
 
 def test_device_handling():

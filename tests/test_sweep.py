@@ -26,14 +26,16 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def poll_until_done(manager, timeout=60):
-    seen, counts = [], []
+    seen, counts, pairs = [], [], []
     deadline = time.monotonic() + timeout
     while manager.is_running():
         status = manager.get_sweep_status()
         seen.append(status["percent_complete"])
+        pairs.append((status["completed_points"], status["percent_complete"]))
         counts.append(len(manager.get_sweep_summary()["data"]))
         assert time.monotonic() < deadline, "sweep did not finish in time"
-        time.sleep(0.01)
+        time.sleep(0.005)
+    poll_until_done.pairs = pairs
     return seen, counts
 
 
@@ -42,7 +44,7 @@ def test_lambda_grid():
     assert lambda_c_grid(0.25) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert lambda_c_grid(0.1)[3] == 0.3 and lambda_c_grid(0.1)[-1] == 1.0
     assert lambda_c_grid(1.0) == [0.0, 1.0]
-    for bad in (0, -0.1, 1.5, float("nan")):
+    for bad in (0, -0.1, 1.5, float("nan"), 1e-9):
         with pytest.raises(ValueError, match="lambda_c_stepsize"):
             lambda_c_grid(bad)
 
@@ -56,7 +58,11 @@ def test_threaded_sweep_streams_and_completes(tmp_path):
     with pytest.raises(SweepAlreadyRunningError):
         manager.start_sweep()
     seen, counts = poll_until_done(manager)
-    assert len(set(seen)) >= 10, "percent moves during every training"
+    assert len(set(seen)) >= 10
+    between_points = {}
+    for points, percent in poll_until_done.pairs:
+        between_points.setdefault(points, set()).add(percent)
+    assert sum(len(v) > 1 for v in between_points.values()) >= 3, "percent moves while no point completes"
     assert seen == sorted(seen), "percent is monotonic"
     assert any(0 < c < 20 for c in counts), "points appear before the end"
     status = manager.get_sweep_status()
@@ -206,7 +212,7 @@ def test_resume_and_configuration_change(tmp_path, caplog):
     assert len(changed.get_sweep_summary()["data"]) == 20, "the old results are served until a new sweep starts"
     with caplog.at_level(logging.INFO):
         changed.start_sweep_synchronous()
-    assert "configuration differs" in caplog.text
+    assert "configuration, models or data differ" in caplog.text
     assert len(changed.get_sweep_summary()["data"]) == 12
     assert not (folder / "0.25-model-new-error.state").exists()
 
@@ -341,3 +347,163 @@ def test_cancel_from_another_thread_stops_a_synchronous_sweep(tmp_path):
     assert time.monotonic() - t0 < 2.0
     runner.join(5)
     assert not runner.is_alive()
+
+
+CALLS = {"h2": 0}
+
+
+class CountedMLP(MLP):
+    """Counts forward calls across deep copies (module global)."""
+
+    def forward(self, x):
+        CALLS["h2"] += 1
+        return super().forward(x)
+
+
+def test_cancel_lands_within_one_training_step(tmp_path):
+    torch.manual_seed(0)
+    manager = build_manager(tmp_path / "s", epochs=50, stepsize=0.5, h2=CountedMLP(64, 24, 10))
+    manager.start_sweep()
+    while manager.get_sweep_status()["percent_complete"] < 0.05:
+        time.sleep(0.005)
+    manager.cancel_sweep()
+    after_cancel = CALLS["h2"]
+    time.sleep(0.3)
+    assert manager.get_sweep_status()["state"] == "cancelled"
+    assert CALLS["h2"] == after_cancel, "no forward pass once cancel_sweep has returned"
+    assert manager.get_sweep_summary()["data"] == [], "cancelled inside the first training"
+
+
+def test_keyboard_interrupt_cancels_and_is_raised_again(tmp_path):
+    class Interrupting(MLP):
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, h2=Interrupting(64, 24, 10))
+    with pytest.raises(KeyboardInterrupt):
+        manager.start_sweep_synchronous()
+    status = manager.get_sweep_status()
+    assert status["state"] == "cancelled" and status["error"] is None
+
+
+def test_error_messages_leave_out_file_paths(tmp_path):
+    def metadata(instance_id):
+        open(f"/home/alice/secret-data/labels/{instance_id}.txt")
+
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, get_instance_metadata=metadata)
+    manager.start_sweep_synchronous()
+    error = manager.get_sweep_status()["error"]
+    assert error == "FileNotFoundError: No such file or directory"
+    on_disk = open(os.path.join(manager.folder_name, "sweep_summary.json")).read()
+    assert "alice" not in on_disk
+
+    def metadata2(instance_id):
+        raise ValueError("bad row in /srv/data/x.csv and C:\\Users\\bob\\y.csv, 3/4 done")
+
+    manager = build_manager(tmp_path / "t", epochs=1, stepsize=1.0, get_instance_metadata=metadata2)
+    manager.start_sweep_synchronous()
+    assert manager.get_sweep_status()["error"] == "ValueError: bad row in <path> and <path> 3/4 done"
+
+
+def test_a_new_sweep_replaces_cached_records(tmp_path):
+    labels = {"tag": "A"}
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, get_instance_metadata=lambda i: labels["tag"])
+    manager.start_sweep_synchronous()
+    old = manager.get_evaluation(0)
+    assert {v["metadata"] for v in old["error_instances"].values()} == {"A"}
+    labels["tag"] = "B"
+    manager.start_sweep_synchronous()  # complete -> starts clean
+    for i in range(8):
+        record = manager.get_evaluation(i)
+        assert {v["metadata"] for v in record["error_instances"].values()} == {"B"}
+    assert manager.get_evaluation(0) is not old
+
+
+def test_two_managers_cannot_run_on_one_folder(tmp_path):
+    first = build_manager(tmp_path / "s", epochs=30, stepsize=0.5)
+    second = build_manager(tmp_path / "s", epochs=30, stepsize=0.5)
+    first.start_sweep()
+    try:
+        with pytest.raises(SweepAlreadyRunningError, match="another sweep is running in the folder"):
+            second.start_sweep()
+    finally:
+        first.cancel_sweep()
+    second.start_sweep()
+    second.cancel_sweep()
+    assert second.get_sweep_status()["state"] == "cancelled"
+
+
+def test_reopening_with_another_grid_keeps_percent_in_range(tmp_path):
+    build_manager(tmp_path / "s", epochs=1, stepsize=0.5).start_sweep_synchronous()
+    other = build_manager(tmp_path / "s", epochs=1, stepsize=1.0)
+    status = other.get_sweep_status()
+    assert status["completed_points"] == status["total_points"] == 12
+    assert status["percent_complete"] == 1.0 and status["state"] == "completed"
+
+
+def test_new_models_do_not_resume_old_results(tmp_path, caplog):
+    folder = tmp_path / "s"
+    manager = build_manager(folder, epochs=2, stepsize=0.25)
+    manager.start_sweep()
+    while len(manager.get_sweep_summary()["data"]) < 4:
+        time.sleep(0.01)
+    manager.cancel_sweep()
+    torch.manual_seed(123)
+    with caplog.at_level(logging.WARNING):
+        other = build_manager(folder, epochs=2, stepsize=0.25, h2=MLP(64, 24, 10))
+    assert "made with other models" in caplog.text
+    with caplog.at_level(logging.INFO):
+        other.start_sweep_synchronous()
+    assert "resuming" not in caplog.text
+
+
+def test_non_finite_metric_is_stored_as_null(tmp_path):
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, performance_metric=lambda m, d, dev: float("nan"))
+    manager.start_sweep_synchronous()
+    assert manager.get_sweep_status()["state"] == "completed"
+    assert all(p["performance"] is None for p in manager.get_sweep_summary()["data"])
+
+
+def test_binary_and_triple_output_models_through_a_sweep(tmp_path, cancer_data):
+    from backwardcompatibilityml.loss import BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss
+    from conftest import BinaryMLP, make_batches, train_plain
+
+    x, y = cancer_data
+    train, test = make_batches(x[:400], y[:400], 50), make_batches(x[400:], y[400:], 50, first_id=400)
+    torch.manual_seed(0)
+    h1 = train_plain(BinaryMLP(30, 2), train[:2], epochs=1, binary=True)
+    manager = SweepManager(tmp_path / "b", 2, h1, BinaryMLP(30, 8, column=True), train, test, 50, 50,
+                           torch.optim.Adam, {"lr": 0.01}, BCBinaryCrossEntropyLoss,
+                           StrictImitationBinaryCrossEntropyLoss, lambda_c_stepsize=1.0)
+    manager.start_sweep_synchronous()
+    assert manager.get_sweep_status()["state"] == "completed"
+    record = manager.get_evaluation(1)
+    assert record["sorted_classes"] == [0, 1] and record["dataset_size"] == len(y) - 400
+
+    triple = build_manager(tmp_path / "t", epochs=1, stepsize=1.0, h2=MLP(64, 24, 10, triple=True))
+    triple.start_sweep_synchronous()
+    assert triple.get_sweep_status()["state"] == "completed"
+
+
+def test_shuffling_dataloader_sweep_matches_the_list_sweep(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from sweep_setup import digits_sets
+
+    train, test = digits_sets()
+    ids = torch.cat([b[0] for b in train])
+    xs, ys = torch.cat([b[1] for b in train]), torch.cat([b[2] for b in train])
+    loader = DataLoader(TensorDataset(ids, xs, ys), batch_size=24, shuffle=True)
+    base = build_manager(tmp_path / "list", epochs=1, stepsize=1.0)
+    base.start_sweep_synchronous()
+    shuffled = SweepManager(tmp_path / "loader", 1, base.h1, base.h2, loader, test, 24, 40, torch.optim.SGD,
+                            {"lr": 0.05}, base.loss_classes["new-error"], base.loss_classes["strict-imitation"],
+                            lambda_c_stepsize=1.0)
+    shuffled.start_sweep_synchronous()
+    a, b = base.get_evaluation(0), shuffled.get_evaluation(0)
+    assert b["h1_performance"] == pytest.approx(a["h1_performance"]), "h1's cached outputs follow the ids"
+    assert b["models_error_overlap"][0] == a["models_error_overlap"][0]
+    pairs = DataLoader(TensorDataset(xs, ys), batch_size=24, shuffle=True)
+    with pytest.raises(ValueError, match="training_set is a shuffling DataLoader of .inputs, targets. pairs"):
+        SweepManager(tmp_path / "pairs", 1, base.h1, base.h2, pairs, test, 24, 40, torch.optim.SGD, {"lr": 0.05},
+                     base.loss_classes["new-error"], base.loss_classes["strict-imitation"])
