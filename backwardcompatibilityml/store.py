@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.json"
 LOCK_FILE = ".bcml-sweep.lock"
+PREVIOUS_DIR = "previous"
 _EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
 _TEMP_PREFIX = ".tmp-"
 
@@ -196,13 +197,39 @@ class SweepStore:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         handle.close()
 
-    def clear(self) -> None:
-        """Remove the files of a sweep (and leftover temporary files); other files stay."""
-        for name in os.listdir(self.folder):
-            if (
-                name == SUMMARY_FILE
-                or _EVALUATION_RE.match(name)
-                or name.endswith(("-model-new-error.state", "-model-strict-imitation.state"))
-                or name.startswith(_TEMP_PREFIX)
-            ):
+    @staticmethod
+    def _is_sweep_file(name: str) -> bool:
+        return bool(
+            name == SUMMARY_FILE
+            or _EVALUATION_RE.match(name)
+            or name.endswith(("-model-new-error.state", "-model-strict-imitation.state"))
+        )
+
+    def clear(self, keep_previous: bool = True) -> Optional[str]:
+        """Remove the files of a sweep (and leftover temporary files); other files stay.
+
+        With ``keep_previous`` the sweep's files are moved into the subfolder
+        ``previous/`` (replacing what an earlier clear left there) rather than
+        deleted, so that starting a new sweep never destroys finished results
+        for good: ``SweepManager.open_folder(folder + "/previous")`` browses
+        them. Returns that subfolder, or None when nothing was kept.
+        """
+        names = os.listdir(self.folder)
+        for name in names:
+            if name.startswith(_TEMP_PREFIX):
                 os.unlink(self.path(name))
+        ours = [name for name in names if self._is_sweep_file(name)]
+        if not ours:
+            return None
+        if not keep_previous:
+            for name in ours:
+                os.unlink(self.path(name))
+            return None
+        previous = self.path(PREVIOUS_DIR)
+        os.makedirs(previous, exist_ok=True)
+        for name in os.listdir(previous):
+            if self._is_sweep_file(name):
+                os.unlink(os.path.join(previous, name))
+        for name in ours:
+            os.replace(self.path(name), os.path.join(previous, name))
+        return previous

@@ -138,7 +138,8 @@ class SweepManager:
     written atomically. A manager created on a folder that holds results serves
     them at once. ``start_sweep`` on a partial sweep of the same configuration
     resumes it (finished jobs are not retrained); on a complete one, or one of a
-    different configuration, it starts clean.
+    different configuration, it starts clean, after moving the earlier results
+    into the subfolder ``previous/``.
 
     Parameters
     ----------
@@ -616,7 +617,9 @@ class SweepManager:
         if records or summary:
             reason = "the previous sweep is complete" if same_config else "its configuration, models or data differ"
             logger.info("starting the sweep in %s from scratch: %s", self.folder_name, reason)
-        self._store.clear()
+        previous = self._store.clear()
+        if previous:
+            logger.info("the previous results of %s were moved to %s", self.folder_name, previous)
         self._forget_results({})
         return jobs
 

@@ -215,6 +215,9 @@ def test_resume_and_configuration_change(tmp_path, caplog):
     assert "configuration, models or data differ" in caplog.text
     assert len(changed.get_sweep_summary()["data"]) == 12
     assert not (folder / "0.25-model-new-error.state").exists()
+    assert (folder / "previous" / "0.25-model-new-error.state").exists(), "replaced results are kept aside"
+    previous = SweepManager.open_folder(folder / "previous")
+    assert len(previous.get_sweep_summary()["data"]) == 20 and previous.get_sweep_status()["state"] == "completed"
 
 
 def test_crash_mid_sweep_leaves_readable_files_and_resumes(tmp_path):

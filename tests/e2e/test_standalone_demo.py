@@ -1,0 +1,101 @@
+"""The standalone demo page in Chromium: ``python -m backwardcompatibilityml demo --no-browser``.
+
+The tests of this file run in order against one demo process and one page:
+mount, first sweep, filters, point details, Regress region, class bars,
+instance dialog, cancelled second sweep, console errors, clean stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+
+import pytest
+import requests
+
+from .e2e_helpers import ACTIVE_PAGES, VIEWPORT, ConsoleLog, DemoServer, WidgetApi, nothing_listens
+from .widget_driver import WidgetDriver
+
+pytestmark = pytest.mark.e2e
+
+# Long enough that the second sweep is still running when Cancel is clicked
+# (about 20 s per sweep on 2 cores next to the browser), short enough for the suite.
+DEMO_EPOCHS = 40
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with tempfile.TemporaryDirectory(prefix="bcml-e2e-demo-") as workdir:
+        server = DemoServer(workdir, epochs=DEMO_EPOCHS)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def widget(browser, demo):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    console = ConsoleLog(page)
+    ACTIVE_PAGES["demo"] = page
+    try:
+        page.goto(demo.url, wait_until="load")
+        root = page.locator(".bcml-widget")
+        assert root.count() == 1, "the demo page shows one widget"
+        driver = WidgetDriver(page, root, WidgetApi(demo.port, demo.token), "demo")
+        driver.state["console"] = console
+        yield driver
+    finally:
+        ACTIVE_PAGES.pop("demo", None)
+        context.close()
+
+
+def test_page_needs_the_printed_token(demo):
+    assert requests.get(f"http://127.0.0.1:{demo.port}/", timeout=10).status_code == 403
+    assert requests.get(demo.url, timeout=10).status_code == 200
+
+
+def test_widget_mounts_idle(widget):
+    widget.check_mounted_idle()
+
+
+def test_start_sweep_shows_progress_and_points(widget):
+    widget.run_first_sweep()
+
+
+def test_filters_hide_points(widget):
+    widget.check_filters()
+
+
+def test_clicked_point_details_equal_the_api(widget):
+    widget.check_point_details()
+
+
+def test_regress_region_lists_the_api_regress_instances(widget):
+    widget.check_regress_region()
+
+
+def test_class_bars_filter_the_table(widget):
+    widget.check_class_bars()
+
+
+def test_instance_dialog_shows_the_loaded_image(widget):
+    widget.check_instance_dialog()
+
+
+def test_second_sweep_can_be_cancelled(widget):
+    widget.check_cancel_second_sweep()
+
+
+def test_no_console_errors(widget):
+    widget.state["console"].save("demo-console.txt")
+    errors = widget.state["console"].unexpected()
+    assert errors == [], "console errors on the demo page:\n" + "\n".join(errors)
+
+
+def test_demo_stops_cleanly_on_sigterm(demo, widget):
+    code = demo.stop(signal.SIGTERM)
+    assert code == 0, f"the demo exits with 0 on SIGTERM, not {code}"
+    assert nothing_listens(demo.port), "nothing listens on the demo's port after it stops"
