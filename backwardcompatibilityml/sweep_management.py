@@ -7,6 +7,7 @@ evaluated. See :class:`SweepManager`.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import numbers
 import re
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
@@ -36,6 +38,29 @@ __all__ = ["SweepManager", "SweepAlreadyRunningError", "ReadOnlySweepError", "la
 logger = logging.getLogger(__name__)
 
 IDLE, RUNNING, COMPLETED, FAILED, CANCELLED = "idle", "running", "completed", "failed", "cancelled"
+
+
+# Managers whose sweep may run in a background thread: stopped at interpreter exit.
+_background_managers: "weakref.WeakSet[SweepManager]" = weakref.WeakSet()
+
+
+def _stop_background_sweeps() -> None:
+    """At interpreter exit: cancel running background sweeps and wait for their threads.
+
+    A daemon thread still inside PyTorch while the interpreter finalises can
+    abort the process; cancelling keeps the finished results and records the
+    sweep as cancelled.
+    """
+    for manager in list(_background_managers):
+        try:
+            if manager.is_running():
+                manager.cancel_sweep(wait=0)
+            manager.wait(30)
+        except Exception:  # pragma: no cover - best effort at exit
+            logger.debug("stopping a sweep at exit failed", exc_info=True)
+
+
+atexit.register(_stop_background_sweeps)
 
 
 class SweepAlreadyRunningError(RuntimeError):
@@ -396,6 +421,7 @@ class SweepManager:
             jobs = self._begin()
             self._background = True
             self._thread = threading.Thread(target=self._run, args=(jobs,), name="bcml-sweep", daemon=True)
+            _background_managers.add(self)
             self._thread.start()
 
     def start_sweep_synchronous(self) -> None:

@@ -510,3 +510,20 @@ def test_shuffling_dataloader_sweep_matches_the_list_sweep(tmp_path):
     with pytest.raises(ValueError, match="training_set is a shuffling DataLoader of .inputs, targets. pairs"):
         SweepManager(tmp_path / "pairs", 1, base.h1, base.h2, pairs, test, 24, 40, torch.optim.SGD, {"lr": 0.05},
                      base.loss_classes["new-error"], base.loss_classes["strict-imitation"])
+
+
+def test_interpreter_exit_during_a_background_sweep_is_clean(tmp_path):
+    script = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from sweep_setup import build_manager\n"
+        "m = build_manager(%r, epochs=30, stepsize=0.1)\n"
+        "m.start_sweep()\n"
+        "while not m.get_sweep_summary()['data']: time.sleep(0.01)\n"
+        "print('exiting', flush=True)\n"
+    ) % (TESTS, str(tmp_path / "s"))
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "exiting" in done.stdout
+        summary = json.load(open(tmp_path / "s" / "sweep_summary.json"))
+        assert summary["state"] == "cancelled" and summary["data"], "the exit cancels and keeps what was finished"
