@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
 from .device import to_device
-from .outputs import validate_output
+from .outputs import inference, validate_output
 
 __all__ = ["iterate_batches", "count_batches", "has_fixed_order", "ReferenceOutputs"]
 
@@ -145,26 +145,8 @@ class ReferenceOutputs:
 
     def run(self, inputs: Any) -> Any:
         """Run the model once on ``inputs`` without gradients, in eval mode."""
-        was_training = getattr(self.model, "training", False)
-        if hasattr(self.model, "eval"):
-            self.model.eval()
-        try:
-            with torch.no_grad():
-                return _detach(validate_output(self.model(inputs), self.name))
-        finally:
-            if was_training:
-                self.model.train()
-
-    def fill(self, dataset: Iterable) -> int:
-        """Compute the outputs for every instance of ``dataset`` not cached yet.
-
-        Returns the number of batches seen.
-        """
-        batches = 0
-        for ids, inputs, _ in iterate_batches(dataset, self.device):
-            self.for_batch(ids, inputs)
-            batches += 1
-        return batches
+        with inference(self.model) as model:
+            return _detach(validate_output(model(inputs), self.name))
 
     def for_batch(self, ids: torch.Tensor, inputs: Any) -> Any:
         """The model's outputs for the instances ``ids`` of a batch whose inputs are ``inputs``.

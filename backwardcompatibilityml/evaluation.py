@@ -15,7 +15,7 @@ import torch
 from .data import ReferenceOutputs, iterate_batches
 from .device import DeviceLike, resolve_device
 from .metrics import model_accuracy
-from .outputs import predicted_labels
+from .outputs import inference, predicted_labels, target_labels
 from .scores import (
     error_compatibility_score,
     negative_flip_rate,
@@ -60,35 +60,22 @@ def predict_with_reference(
     expected: List[torch.Tensor] = []
     h1_labels: List[torch.Tensor] = []
     h2_labels: List[torch.Tensor] = []
-    was_training = getattr(h2, "training", False)
-    if hasattr(h2, "eval"):
-        h2.eval()
-    try:
-        with torch.no_grad():
-            for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
-                if should_stop is not None and should_stop():
-                    raise TrainingCancelled()
-                h1_out = reference.for_batch(batch_ids, inputs)
-                h2_out = h2(inputs)
-                ids.append(batch_ids)
-                expected.append(_labels(targets).cpu())
-                h1_labels.append(predicted_labels(h1_out, discriminant_pivot, "h1").cpu())
-                h2_labels.append(predicted_labels(h2_out, discriminant_pivot, "h2").cpu())
-                if on_batch is not None:
-                    on_batch()
-    finally:
-        if was_training:
-            h2.train()
+    with inference(h2):
+        for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled()
+            h1_out = reference.for_batch(batch_ids, inputs)
+            h2_out = h2(inputs)
+            ids.append(batch_ids)
+            expected.append(target_labels(targets).cpu())
+            h1_labels.append(predicted_labels(h1_out, discriminant_pivot, "h1").cpu())
+            h2_labels.append(predicted_labels(h2_out, discriminant_pivot, "h2").cpu())
+            if on_batch is not None:
+                on_batch()
     if not ids:
         empty = np.empty(0, dtype=np.int64)
         return Predictions(empty, empty, empty, empty)
     return Predictions(*(torch.cat(part).numpy().astype(np.int64) for part in (ids, expected, h1_labels, h2_labels)))
-
-
-def _labels(targets: torch.Tensor) -> torch.Tensor:
-    if targets.dim() == 2 and targets.shape[1] == 1:
-        targets = targets[:, 0]
-    return targets.long()
 
 
 def _ids_by_class(ids: np.ndarray, classes_of_ids: np.ndarray, classes: np.ndarray) -> List[List[int]]:

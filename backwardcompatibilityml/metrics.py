@@ -15,7 +15,7 @@ import torch
 
 from .data import iterate_batches
 from .device import DeviceLike, resolve_device
-from .outputs import predicted_labels
+from .outputs import inference, predicted_labels, target_labels
 from .scores import as_label_array
 
 __all__ = ["model_accuracy", "model_accuracy_by_class", "accuracy_from_predictions", "predict_dataset"]
@@ -30,29 +30,16 @@ def predict_dataset(model: Any, dataset: Iterable, device: DeviceLike = "cpu") -
         Global instance ids, predicted labels and targets, in iteration order.
     """
     torch_device = resolve_device(device)
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
     ids, predicted, expected = [], [], []
-    try:
-        with torch.no_grad():
-            for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
-                ids.append(batch_ids)
-                predicted.append(predicted_labels(model(inputs), name="model").cpu())
-                expected.append(_labels(targets).cpu())
-    finally:
-        if was_training:
-            model.train()
+    with inference(model):
+        for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
+            ids.append(batch_ids)
+            predicted.append(predicted_labels(model(inputs), name="model").cpu())
+            expected.append(target_labels(targets).cpu())
     if not ids:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
     return torch.cat(ids).numpy(), torch.cat(predicted).numpy(), torch.cat(expected).numpy()
-
-
-def _labels(targets: torch.Tensor) -> torch.Tensor:
-    if targets.dim() == 2 and targets.shape[1] == 1:
-        targets = targets[:, 0]
-    return targets.long()
 
 
 def accuracy_from_predictions(predicted: Any, expected: Any) -> float:

@@ -13,12 +13,16 @@ place decides how a model output is read.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output"]
+__all__ = [
+    "validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output",
+    "target_labels", "inference",
+]
 
 
 def _pick(output: Any, index: int, name: str) -> torch.Tensor:
@@ -108,3 +112,24 @@ def predicted_labels(output: Any, discriminant_pivot: float = 0.5, name: str = "
     if is_binary_output(output):
         return (binary_probabilities(output, name) > discriminant_pivot).long()
     return log_probabilities(output, name).argmax(dim=1)
+
+
+def target_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Targets as ``int64`` class indices of shape ``(N,)`` (``(N, 1)`` binary targets are flattened)."""
+    if targets.dim() == 2 and targets.shape[1] == 1:
+        targets = targets[:, 0]
+    return targets.long()
+
+
+@contextlib.contextmanager
+def inference(model: Any) -> Iterator[Any]:
+    """Run ``model`` in eval mode without gradients, restoring its train/eval mode afterwards."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        if was_training:
+            model.train()

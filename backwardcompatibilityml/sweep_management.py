@@ -8,6 +8,7 @@ evaluated. See :class:`SweepManager`.
 from __future__ import annotations
 
 import atexit
+import copy
 import hashlib
 import json
 import logging
@@ -569,8 +570,6 @@ class SweepManager:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
         if not self._trainable:
             raise ReadOnlySweepError("a sweep opened read-only has no h2 to load weights into")
-        import copy
-
         model = copy.deepcopy(self.h2)
         model.load_state_dict(self._store.load_model_state(lambda_c, family, map_location=self.device))
         return model

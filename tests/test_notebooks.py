@@ -8,7 +8,6 @@ import re
 import time
 
 import nbformat
-import pytest
 import requests
 from nbclient import NotebookClient
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from ..outputs import binary_probabilities, log_probabilities, validate_output
+from ..outputs import binary_probabilities, inference, log_probabilities, validate_output
 
 __all__ = ["CompatibilityLoss"]
 
@@ -173,16 +173,8 @@ class CompatibilityLoss(nn.Module):
         return per_instance
 
     def _run_h1(self, x: Any) -> Any:
-        h1 = self.h1
-        was_training = getattr(h1, "training", False)
-        if hasattr(h1, "eval"):
-            h1.eval()
-        try:
-            with torch.no_grad():
-                return validate_output(h1(x), "h1")
-        finally:
-            if was_training:
-                h1.train()
+        with inference(self.h1) as h1:
+            return validate_output(h1(x), "h1")
 
     def extra_repr(self) -> str:
         return f"lambda_c={self.lambda_c}, reduction={self.reduction!r}"
