@@ -13,7 +13,7 @@ say() { printf '\n== %s\n' "$*"; }
 
 setup_python() {
   local extras="$1" stamp
-  stamp="$VENV/.bcml-installed-$extras-$(cat setup.py constraints.txt | sha256sum | cut -c1-16)"
+  stamp="$VENV/.bcml-installed-$extras-$(cat pyproject.toml setup.py constraints.txt | sha256sum | cut -c1-16)"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating the virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"

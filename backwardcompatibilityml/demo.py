@@ -134,28 +134,43 @@ class ConsoleProgress:
         self.manager = manager
         self.interval = interval
         self._stop = threading.Event()
+        self._owed = threading.Event()  # a sweep started here whose final line is not printed yet
         self._thread = threading.Thread(target=self._watch, name="bcml-console-progress", daemon=True)
         self._thread.start()
 
+    def sweep_started(self) -> None:
+        """Say that a sweep was just started: its final line is printed even if it ends before the next poll."""
+        self._owed.set()
+
     def stop(self) -> None:
+        """Stop watching; a bar still open is closed with the sweep's final state."""
         self._stop.set()
-        self._thread.join(2)
+        self._thread.join(5)
 
     def _watch(self) -> None:
         from tqdm import tqdm
 
         bar: Optional[Any] = None
-        while not self._stop.wait(self.interval):
+        while True:
+            stopping = self._stop.wait(self.interval)
             status: Dict[str, Any] = self.manager.get_sweep_status()
-            if status["running"] and bar is None:
+            if status["running"] and bar is None and not stopping:
                 bar = tqdm(total=100, desc="sweep", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]{postfix}")
             if bar is not None:
                 bar.n = round(100 * status["percent_complete"], 1)
                 if status["lambda_c"] is not None:
                     bar.set_postfix_str(f"lambda_c={status['lambda_c']} {status['loss_family']}", refresh=False)
                 bar.refresh()
-                if not status["running"]:
+                if not status["running"] or stopping:
                     bar.close()
-                    print(f"sweep {status['state']}: {status['completed_points']} of {status['total_points']} points"
-                          + (f" ({status['error']})" if status["error"] else ""), flush=True)
                     bar = None
+                    self._print_final(status)
+            elif stopping and self._owed.is_set() and status["state"] not in ("idle", "running"):
+                self._print_final(status)  # the sweep started and ended between two polls
+            if stopping:
+                return
+
+    def _print_final(self, status: Dict[str, Any]) -> None:
+        self._owed.clear()
+        print(f"sweep {status['state']}: {status['completed_points']} of {status['total_points']} points"
+              + (f" ({status['error']})" if status["error"] else ""), flush=True)

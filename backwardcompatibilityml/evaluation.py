@@ -1,13 +1,22 @@
-"""Evaluate (h1, h2) on a dataset into one record of scores, regions and error instances.
+"""Evaluate models on a dataset: h1's fixed columns once, h2's columns per job, and the seed's record.
 
-Each model's outputs are computed once per batch (h1's come from a cache of
-:class:`~backwardcompatibilityml.data.ReferenceOutputs`), and every number of
-the record is derived from those predictions with vectorised numpy.
+* :func:`prepare_reference` runs h1 once over a dataset and keeps its
+  per-instance columns (ids, ground truth, h1's predictions and confidences)
+  as numpy arrays in a :class:`DatasetReference`, together with the cache of
+  h1's raw outputs that the training losses read.
+* :func:`predict_outputs` runs h2 once per batch and returns its predictions
+  and confidences aligned to that reference (an ``H2Outputs``).
+* :func:`build_record` and :func:`evaluate_models` (the seed's full record,
+  and the JSON era's one-call evaluation) live in :mod:`.seed_record` and are
+  importable from here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,21 +24,16 @@ import torch
 from .data import ReferenceOutputs, iterate_batches
 from .device import DeviceLike, resolve_device
 from .metrics import model_accuracy
-from .outputs import inference, predicted_labels, target_labels
-from .scores import (
-    error_compatibility_score,
-    negative_flip_rate,
-    positive_flip_rate,
-    trust_compatibility_score,
-)
+from .outputs import binary_probabilities, inference, is_binary_output, log_probabilities, target_labels
+from .seed_record import Predictions, build_record, default_instance_metadata, evaluate_models, predict_with_reference
 from .training import TrainingCancelled
 
-__all__ = ["default_instance_metadata", "evaluate_models", "metric_name", "Predictions", "predict_with_reference"]
-
-
-def default_instance_metadata(instance_id: int) -> str:
-    """Default metadata of an instance: its id as text."""
-    return str(instance_id)
+__all__ = [
+    "DatasetReference", "RowAlignedOutputs", "prepare_reference", "predict_outputs", "labels_and_confidences", "measure_performance",
+    "MetricError",
+    "default_instance_metadata", "evaluate_models", "metric_name", "Predictions", "predict_with_reference",
+    "build_record",
+]
 
 
 def metric_name(metric: Callable) -> str:
@@ -37,190 +41,461 @@ def metric_name(metric: Callable) -> str:
     return getattr(metric, "__name__", type(metric).__name__)
 
 
-class Predictions:
-    """Ids, labels and both models' predictions for every instance of a dataset."""
-
-    def __init__(self, ids: np.ndarray, expected: np.ndarray, h1: np.ndarray, h2: np.ndarray) -> None:
-        self.ids, self.expected, self.h1, self.h2 = ids, expected, h1, h2
+class MetricError(RuntimeError):
+    """The sweep's ``performance_metric`` raised while measuring a model."""
 
 
-def predict_with_reference(
-    h2: Any,
-    dataset: Iterable,
-    reference: ReferenceOutputs,
-    *,
-    device: DeviceLike = "cpu",
-    discriminant_pivot: float = 0.5,
-    on_batch: Optional[Callable[[], None]] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
-) -> Predictions:
-    """Predict every instance with h2 (one forward per batch) and h1 (from its cache)."""
-    torch_device = resolve_device(device)
-    ids: List[torch.Tensor] = []
-    expected: List[torch.Tensor] = []
-    h1_labels: List[torch.Tensor] = []
-    h2_labels: List[torch.Tensor] = []
-    with inference(h2):
-        for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
-            if should_stop is not None and should_stop():
-                raise TrainingCancelled()
-            h1_out = reference.for_batch(batch_ids, inputs)
-            h2_out = h2(inputs)
-            ids.append(batch_ids)
-            expected.append(target_labels(targets).cpu())
-            h1_labels.append(predicted_labels(h1_out, discriminant_pivot, "h1").cpu())
-            h2_labels.append(predicted_labels(h2_out, discriminant_pivot, "h2").cpu())
-            if on_batch is not None:
-                on_batch()
-    if not ids:
-        empty = np.empty(0, dtype=np.int64)
-        return Predictions(empty, empty, empty, empty)
-    return Predictions(*(torch.cat(part).numpy().astype(np.int64) for part in (ids, expected, h1_labels, h2_labels)))
-
-
-def _ids_by_class(ids: np.ndarray, classes_of_ids: np.ndarray, classes: np.ndarray) -> List[List[int]]:
-    """Split ``ids`` by class (each list sorted), one list per entry of ``classes``."""
-    order = np.lexsort((ids, classes_of_ids))
-    sorted_ids, sorted_classes = ids[order], classes_of_ids[order]
-    bounds = np.searchsorted(sorted_classes, classes, side="left"), np.searchsorted(sorted_classes, classes, side="right")
-    return [sorted_ids[lo:hi].tolist() for lo, hi in zip(*bounds)]
-
-
-def _finite_or_none(value: Any) -> Optional[float]:
-    """A float, or None for NaN/infinity (which JSON cannot hold)."""
+def _as_finite_number(value: Any) -> Optional[float]:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
     value = float(value)
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
-def build_record(
-    predictions: Predictions,
-    *,
-    h1_performance: float,
-    h2_performance: float,
-    get_instance_metadata: Callable[[int], str] = default_instance_metadata,
-) -> Dict[str, Any]:
-    """Turn predictions into the evaluation record described in ``docs/api.md``."""
-    ids, expected, h1, h2 = predictions.ids, predictions.expected, predictions.h1, predictions.h2
-    right1, right2 = h1 == expected, h2 == expected
-    classes, inverse = np.unique(expected, return_inverse=True)
-    counts = np.bincount(inverse, minlength=classes.shape[0])
-
-    def accuracy_by_class(right: np.ndarray) -> List[Dict[str, Any]]:
-        correct = np.bincount(inverse, weights=right, minlength=classes.shape[0])
-        error_ids = _ids_by_class(ids[~right], expected[~right], classes)
-        return [
-            {"class": int(c), "accuracy": float(k / n), "count": int(n), "error_instance_ids": e}
-            for c, k, n, e in zip(classes, correct, counts, error_ids)
-        ]
-
-    incompatible = right1 & ~right2
-    incompatible_ids = _ids_by_class(ids[incompatible], expected[incompatible], classes)
-    wrong_either = ~right1 | ~right2
-    error_order = np.argsort(ids[wrong_either], kind="stable")
-    error_ids = ids[wrong_either][error_order]
-    error_h1 = h1[wrong_either][error_order].tolist()
-    error_h2 = h2[wrong_either][error_order].tolist()
-    error_truth = expected[wrong_either][error_order].tolist()
-    error_instances = {
-        str(i): {
-            "instance_id": i,
-            "metadata": str(get_instance_metadata(i)),
-            "h1_prediction": p1,
-            "h2_prediction": p2,
-            "ground_truth": t,
-        }
-        for i, p1, p2, t in zip(error_ids.tolist(), error_h1, error_h2, error_truth)
-    }
-    return {
-        "dataset_size": int(ids.shape[0]),
-        "h1_performance": _finite_or_none(h1_performance),
-        "h2_performance": _finite_or_none(h2_performance),
-        "performance": _finite_or_none(h2_performance),
-        "btc": trust_compatibility_score(h1, h2, expected),
-        "bec": error_compatibility_score(h1, h2, expected),
-        "nfr": negative_flip_rate(h1, h2, expected),
-        "pfr": positive_flip_rate(h1, h2, expected),
-        "models_error_overlap": [
-            np.sort(ids[~right1]).tolist(),
-            np.sort(ids[~right2]).tolist(),
-            np.sort(ids[~right1 & ~right2]).tolist(),
-        ],
-        "sorted_classes": classes.astype(np.int64).tolist(),
-        "h1_accuracy_by_class": accuracy_by_class(right1),
-        "h2_accuracy_by_class": accuracy_by_class(right2),
-        "h2_incompatible_instance_ids_by_class": [
-            {"class": int(c), "instance_ids": i} for c, i in zip(classes, incompatible_ids)
-        ],
-        "error_instances": error_instances,
-    }
-
-
-def evaluate_models(
-    h2: Any,
+def measure_performance(
+    metric: Callable,
+    model: Any,
     dataset: Iterable,
-    reference: ReferenceOutputs,
+    device: torch.device,
+    predictions: np.ndarray,
+    targets: np.ndarray,
     *,
-    device: DeviceLike = "cpu",
-    performance_metric: Callable = model_accuracy,
-    h1_performance: Optional[float] = None,
-    get_instance_metadata: Optional[Callable[[int], str]] = None,
-    discriminant_pivot: float = 0.5,
-    on_batch: Optional[Callable[[], None]] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
-) -> Dict[str, Any]:
-    """Evaluate h2 against the reference model on ``dataset``.
+    model_name: str,
+    dataset_name: str,
+) -> float:
+    """A model's performance on a dataset by the sweep's metric, checked.
 
-    h2 runs once per batch; h1's outputs come from ``reference``. A
-    ``performance_metric`` with a ``from_predictions`` attribute (such as
-    :func:`~backwardcompatibilityml.metrics.model_accuracy`) is computed from
-    those predictions; any other metric is called as
-    ``performance_metric(model, dataset, device)`` and runs the model again.
+    A metric with ``from_predictions`` is computed from ``predictions`` and
+    ``targets``; any other is called as ``metric(model, dataset, device)``.
+
+    Raises
+    ------
+    ValueError
+        If the metric returns something other than a finite number.
+    MetricError
+        If the metric raises (the message names ``performance_metric``).
+    """
+    name = metric_name(metric)
+    from_predictions = getattr(metric, "from_predictions", None)
+    try:
+        if from_predictions is not None:
+            value = from_predictions(predictions, targets)
+        else:
+            value = metric(model, dataset, device)
+    except TrainingCancelled:
+        raise
+    except Exception as error:
+        raise MetricError(
+            f"performance_metric {name} raised {type(error).__name__} measuring {model_name} on the "
+            f"{dataset_name} set: {error}"
+        ) from error
+    number = _as_finite_number(value)
+    if number is None:
+        raise ValueError(
+            f"performance_metric {name} returned {value!r} for {model_name} on the {dataset_name} set; "
+            "it must return a finite number"
+        )
+    return number
+
+
+def labels_and_confidences(
+    output: Any, discriminant_pivot: float = 0.5, name: str = "model"
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predicted labels, the probability of each predicted label, and whether any output is NaN.
 
     Parameters
     ----------
-    h2 : torch.nn.Module
-        The new model.
-    dataset : iterable of (instance_ids, inputs, targets)
-        The batches to evaluate on.
-    reference : ReferenceOutputs
-        h1 and the cache of its outputs on ``dataset``.
-    device : {"cpu", "cuda"}
-        Where inputs are sent.
-    performance_metric : callable
-        ``metric(model, dataset, device) -> float``.
-    h1_performance : float, optional
-        h1's performance on ``dataset`` if already known.
-    get_instance_metadata : callable, optional
-        ``instance_id -> str`` for the error instances (default: the id as text).
+    output : Tensor or tuple of Tensor
+        What the model returned (logits, the triple, or binary probabilities).
     discriminant_pivot : float
         Threshold of binary models.
-    on_batch, should_stop : callable, optional
-        Progress callback after each batch; cancellation check before each.
+    name : str
+        Name of the model for error messages.
 
     Returns
     -------
-    dict
-        The record: ``dataset_size``, ``h1_performance``, ``h2_performance``,
-        ``btc``, ``bec``, ``nfr``, ``pfr``, ``models_error_overlap``,
-        ``sorted_classes``, ``h1_accuracy_by_class``, ``h2_accuracy_by_class``,
-        ``h2_incompatible_instance_ids_by_class`` and ``error_instances``.
+    labels : Tensor
+        ``int64``, shape ``(N,)``.
+    confidences : Tensor
+        ``float32``, shape ``(N,)``: the probability the model gives its predicted label.
+    has_nan : Tensor
+        A boolean scalar (on the output's device, so that reading it can wait).
     """
-    predictions = predict_with_reference(
-        h2, dataset, reference, device=device, discriminant_pivot=discriminant_pivot,
-        on_batch=on_batch, should_stop=should_stop,
-    )
-    from_predictions = getattr(performance_metric, "from_predictions", None)
-    if from_predictions is not None:
-        h2_performance = from_predictions(predictions.h2, predictions.expected)
-        if h1_performance is None:
-            h1_performance = from_predictions(predictions.h1, predictions.expected)
+    if is_binary_output(output):
+        probabilities = binary_probabilities(output, name)
+        labels = (probabilities > discriminant_pivot).long()
+        confidences = torch.where(labels == 1, probabilities, 1.0 - probabilities)
+        has_nan = torch.isnan(probabilities).any()
     else:
-        h2_performance = performance_metric(h2, dataset, device)
-        if h1_performance is None:
-            h1_performance = performance_metric(reference.model, dataset, device)
-    return build_record(
-        predictions,
-        h1_performance=h1_performance,
-        h2_performance=h2_performance,
-        get_instance_metadata=get_instance_metadata or default_instance_metadata,
+        log_probs = log_probabilities(output, name)
+        best, labels = log_probs.max(dim=1)
+        confidences = best.exp()
+        has_nan = torch.isnan(best).any()  # max propagates NaN: a row with one NaN has a NaN maximum
+    return labels.long(), confidences.float(), has_nan
+
+
+class _RowIndex:
+    """Finds the reference row of instance ids: arithmetic for a range, binary search otherwise."""
+
+    def __init__(self, ids: np.ndarray, dataset_name: str) -> None:
+        self.size = int(ids.shape[0])
+        self.dataset_name = dataset_name
+        self.first: Optional[int] = None
+        self.order: Optional[np.ndarray] = None
+        increasing = self.size < 2 or bool(np.all(ids[1:] > ids[:-1]))
+        if increasing and self.size and int(ids[-1]) - int(ids[0]) == self.size - 1:
+            self.first = int(ids[0])
+            self.sorted = ids[:0]
+        elif increasing:
+            self.sorted = ids
+        else:
+            self.order = np.argsort(ids, kind="stable")
+            self.sorted = ids[self.order]
+
+    def rows(self, batch_ids: np.ndarray) -> np.ndarray:
+        if self.first is not None:
+            rows = batch_ids - self.first
+            unknown = (rows < 0) | (rows >= self.size)
+        else:
+            positions = np.minimum(np.searchsorted(self.sorted, batch_ids), max(self.size - 1, 0))
+            unknown = self.sorted[positions] != batch_ids if self.size else np.ones(batch_ids.shape, bool)
+            rows = positions if self.order is None else self.order[positions]
+        if unknown.any():
+            raise ValueError(
+                f"instance id {int(batch_ids[unknown][0])} of the {self.dataset_name} set was not there when h1's "
+                "reference was computed; a dataset must yield the same instances on every pass"
+            )
+        return rows.astype(np.int64, copy=False)
+
+
+class RowAlignedOutputs(ReferenceOutputs):
+    """h1's raw outputs on a dataset, stored in the rows of its :class:`DatasetReference`.
+
+    The same interface as :class:`~backwardcompatibilityml.data.ReferenceOutputs`
+    (``for_batch(ids, inputs)``), but the rows are found with the reference's
+    vectorised row index instead of a dictionary of Python ints: no object per
+    instance, and a batch is gathered with one tensor index. A batch holding
+    an id the reference lacks is answered by running h1 (and not cached).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        h1.
+    device : torch.device
+        Device of the inputs.
+    outputs : list
+        h1's outputs of every batch of the pass that made the reference, in order.
+    """
+
+    def __init__(self, model: Any, device: torch.device, outputs: List[Any]) -> None:
+        super().__init__(model, device, "h1")
+        self._triple = bool(outputs) and isinstance(outputs[0], (tuple, list))
+        parts = len(outputs[0]) if self._triple else 1
+        self._buffers = [
+            torch.cat([output[k] if self._triple else output for output in outputs]) for k in range(parts)
+        ] if outputs else None
+        self._size = int(self._buffers[0].shape[0]) if self._buffers else 0
+        self._index: Optional[_RowIndex] = None
+
+    def for_batch(self, ids: torch.Tensor, inputs: Any) -> Any:
+        """h1's outputs for the instances ``ids`` (from the stored rows; h1 runs only for unknown ids)."""
+        if self._index is None or self._buffers is None:
+            return self.run(inputs)
+        try:
+            rows = self._index.rows(ids.detach().cpu().numpy().astype(np.int64, copy=False))
+        except ValueError:
+            return self.run(inputs)
+        index = torch.from_numpy(rows).to(self._buffers[0].device)
+        parts = [buffer.index_select(0, index) for buffer in self._buffers]
+        return tuple(parts) if self._triple else parts[0]
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetReference:
+    """h1's fixed per-instance columns on one dataset, computed once per sweep.
+
+    Attributes
+    ----------
+    name : str
+        ``"training"`` or ``"testing"``.
+    ids : numpy.ndarray
+        ``int64`` global instance ids, in the dataset's first-iteration order
+        (the row order of every column of this dataset).
+    targets, h1_predictions : numpy.ndarray
+        ``int64`` ground truth and h1's predicted labels.
+    h1_confidences : numpy.ndarray
+        ``float32`` probability h1 gives its predicted label.
+    h1_performance : float or None
+        h1's performance on the dataset by the sweep's metric.
+    outputs : ReferenceOutputs
+        h1's raw outputs by instance id, read by the training losses: a
+        :class:`RowAlignedOutputs` in the reference's rows (empty, so that h1
+        runs when asked, for a dataset whose raw outputs were not kept).
+    """
+
+    name: str
+    ids: np.ndarray
+    targets: np.ndarray
+    h1_predictions: np.ndarray
+    h1_confidences: np.ndarray
+    h1_performance: Optional[float]
+    outputs: ReferenceOutputs
+    _index: _RowIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        sizes = {a.shape[0] for a in (self.ids, self.targets, self.h1_predictions, self.h1_confidences)}
+        if len(sizes) != 1:
+            raise ValueError(f"the columns of the {self.name} reference differ in length: {sorted(sizes)}")
+        object.__setattr__(self, "_index", _RowIndex(self.ids, self.name))
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def row_array(self, batch_ids: Any) -> np.ndarray:
+        """Rows (numpy ``int64``) of the instances ``batch_ids``; ValueError for an unknown id."""
+        if isinstance(batch_ids, torch.Tensor):
+            batch_ids = batch_ids.detach().cpu().numpy()
+        return self._index.rows(np.asarray(batch_ids, dtype=np.int64))
+
+    def rows_of(self, batch_ids: torch.Tensor) -> torch.Tensor:
+        """Rows (a CPU ``int64`` tensor) of the instances ``batch_ids`` in this reference's columns."""
+        return torch.from_numpy(self.row_array(batch_ids))
+
+
+class RowTracker:
+    """Maps each batch of one pass over a dataset to rows of its reference, and checks the pass.
+
+    Refuses an instance seen twice in the pass (naming its id) and, at
+    :meth:`check_complete`, a pass that missed instances of the reference.
+    """
+
+    def __init__(self, reference: DatasetReference) -> None:
+        self.reference = reference
+        self.seen = np.zeros(len(reference), dtype=bool)
+        self.yielded = 0
+
+    def rows(self, batch_ids: Any) -> np.ndarray:
+        """The reference rows of a batch's instance ids."""
+        rows = self.reference.row_array(batch_ids)
+        again = self.seen[rows]
+        if again.any():
+            raise ValueError(
+                f"instance ids must be unique within one pass over the {self.reference.name} set; "
+                f"id {int(self.reference.ids[rows[again][0]])} appears twice"
+            )
+        self.seen[rows] = True
+        self.yielded += rows.shape[0]
+        return rows
+
+    def check_complete(self) -> None:
+        """Raise ValueError unless the pass yielded every instance of the reference exactly once."""
+        name, size = self.reference.name, len(self.reference)
+        distinct = int(np.count_nonzero(self.seen))
+        if self.yielded != distinct:
+            raise ValueError(
+                f"instance ids must be unique within one pass over the {name} set; a batch repeats an id"
+            )
+        if distinct != size:
+            raise ValueError(
+                f"the {name} set yielded {distinct} of the {size} instances it held when h1's reference was "
+                "computed; a dataset must yield the same instances on every pass"
+            )
+
+
+def _first_duplicate(ids: np.ndarray) -> Optional[int]:
+    """The id whose second occurrence comes first in ``ids``, or None when all are unique."""
+    if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return None
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeats.size == 0:
+        return None
+    return int(ids[order[repeats + 1].min()])
+
+
+def prepare_reference(
+    h1: Any,
+    dataset: Iterable,
+    name: str,
+    *,
+    device: DeviceLike = "cpu",
+    performance_metric: Callable = model_accuracy,
+    discriminant_pivot: float = 0.5,
+    keep_outputs: Optional[bool] = None,
+    on_batch: Optional[Callable[[], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> DatasetReference:
+    """Run h1 once over ``dataset`` and keep its columns (and, for training, its raw outputs).
+
+    Parameters
+    ----------
+    h1 : torch.nn.Module
+        The reference model (run in eval mode without gradients; its mode is restored).
+    dataset : iterable of (instance_ids, inputs, targets)
+        The batches.
+    name : str
+        Name of the dataset (``"training"``, ``"testing"``), used in messages and files.
+    device : {"cpu", "cuda"}
+        Where inputs are sent.
+    performance_metric : callable
+        ``metric(model, dataset, device) -> float``; one with ``from_predictions``
+        is computed from h1's predictions without running h1 again.
+    discriminant_pivot : float
+        Threshold of binary models.
+    keep_outputs : bool, optional
+        Keep h1's raw outputs in ``outputs`` (what the training losses read).
+        Default: only for the dataset named ``"training"``; a test set keeps
+        only its columns.
+    on_batch, should_stop : callable, optional
+        Progress callback after each batch; cancellation check before each.
+
+    Raises
+    ------
+    ValueError
+        If the dataset has no instances, repeats an instance id within one
+        pass (the message names the first repeated id), if h1's outputs hold
+        NaN, or if the metric returns something other than a finite number.
+    MetricError
+        If the metric raises.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    torch_device = resolve_device(device)
+    if keep_outputs is None:
+        keep_outputs = name == "training"
+    runner = ReferenceOutputs(h1, torch_device, "h1")
+    kept: List[Any] = []
+    parts: Dict[str, List[torch.Tensor]] = {"ids": [], "targets": [], "labels": [], "confidences": [], "nan": []}
+    for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled()
+        output = runner.run(inputs)
+        if keep_outputs:
+            kept.append(output)
+        labels, confidences, has_nan = labels_and_confidences(output, discriminant_pivot, "h1")
+        # Predicted labels are class indices: int32 while batches accumulate, int64 once, in one array.
+        for key, value in zip(parts, (batch_ids, target_labels(targets), labels.int(), confidences, has_nan)):
+            parts[key].append(value)
+        if on_batch is not None:
+            on_batch()
+    size = sum(int(part.shape[0]) for part in parts["ids"])
+    if size == 0:
+        raise ValueError(f"the {name} set has no instances")
+    if bool(torch.stack(parts.pop("nan")).any()):
+        raise ValueError(f"h1 produced NaN outputs on the {name} set; check h1 and the inputs")
+    columns = {}
+    for key, dtype in (("ids", np.int64), ("targets", np.int64), ("labels", np.int64), ("confidences", np.float32)):
+        columns[key] = torch.cat(parts.pop(key)).cpu().numpy().astype(dtype, copy=False)  # one column at a time
+    ids, targets, labels, confidences = columns["ids"], columns["targets"], columns["labels"], columns["confidences"]
+    duplicate = _first_duplicate(ids)
+    if duplicate is not None:
+        raise ValueError(
+            f"instance ids must be unique within one pass over the {name} set; id {duplicate} appears twice"
+        )
+    h1_performance = measure_performance(
+        performance_metric, h1, dataset, torch_device, labels, targets, model_name="h1", dataset_name=name,
     )
+    outputs = RowAlignedOutputs(h1, torch_device, kept)  # rows in first-iteration order: the reference's
+    del kept
+    reference = DatasetReference(
+        name=name, ids=_frozen(ids), targets=_frozen(targets), h1_predictions=_frozen(labels),
+        h1_confidences=_frozen(confidences), h1_performance=h1_performance, outputs=outputs,
+    )
+    outputs._index = reference._index
+    return reference
+
+
+def _h2_outputs_class() -> type:
+    from .engine.jobs import H2Outputs  # imported here: the engine imports this module
+
+    return H2Outputs
+
+
+def predict_outputs(
+    model: Any,
+    dataset: Iterable,
+    reference: DatasetReference,
+    *,
+    device: DeviceLike = "cpu",
+    performance_metric: Callable = model_accuracy,
+    discriminant_pivot: float = 0.5,
+    on_batch: Optional[Callable[[], None]] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> Any:
+    """Run h2 once per batch of ``dataset``; its columns come back in ``reference``'s row order.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        h2 (run in eval mode without gradients; its mode is restored).
+    dataset : iterable of (instance_ids, inputs, targets)
+        The batches; any order (a shuffling DataLoader is fine), the same instances as ``reference``.
+    reference : DatasetReference
+        h1's columns on ``dataset`` (from :func:`prepare_reference`).
+    device, performance_metric, discriminant_pivot, on_batch, should_stop
+        As :func:`prepare_reference`.
+
+    Returns
+    -------
+    H2Outputs
+        ``predictions`` (``int64``), ``confidences`` (``float32``) aligned to
+        ``reference.ids``, and ``performance``.
+
+    Raises
+    ------
+    ValueError
+        If h2's outputs hold NaN, the dataset yields an instance twice, one
+        that the reference lacks, or not all of them, or the metric returns
+        something other than a finite number.
+    MetricError
+        If the metric raises.
+    """
+    if not isinstance(reference, DatasetReference):
+        raise TypeError(f"reference must be a DatasetReference, got {type(reference).__name__}")
+    torch_device = resolve_device(device)
+    name, size = reference.name, len(reference)
+    predictions = np.zeros(size, dtype=np.int64)
+    confidences = np.zeros(size, dtype=np.float32)
+    tracker = RowTracker(reference)
+    deferred: List[Tuple[np.ndarray, torch.Tensor, torch.Tensor]] = []  # device results, moved at the end
+    nan_flags: List[torch.Tensor] = []
+    on_cpu = torch_device.type == "cpu"
+    with inference(model):
+        for batch_ids, inputs, _targets in iterate_batches(dataset, torch_device):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled()
+            rows = tracker.rows(batch_ids)
+            labels, confs, has_nan = labels_and_confidences(model(inputs), discriminant_pivot, "h2")
+            if on_cpu:
+                if bool(has_nan):
+                    raise ValueError(f"h2 produced NaN outputs on the {name} set; try a smaller learning rate")
+                predictions[rows] = labels.numpy()
+                confidences[rows] = confs.numpy()
+            else:
+                deferred.append((rows, labels, confs))
+                nan_flags.append(has_nan)
+            if on_batch is not None:
+                on_batch()
+    if nan_flags and bool(torch.stack(nan_flags).any()):
+        raise ValueError(f"h2 produced NaN outputs on the {name} set; try a smaller learning rate")
+    if deferred:
+        all_rows = np.concatenate([rows for rows, _, _ in deferred])
+        predictions[all_rows] = torch.cat([labels for _, labels, _ in deferred]).cpu().numpy()
+        confidences[all_rows] = torch.cat([confs for _, _, confs in deferred]).cpu().numpy()
+        del deferred
+    tracker.check_complete()
+    performance = measure_performance(
+        performance_metric, model, dataset, torch_device, predictions, reference.targets,
+        model_name="h2", dataset_name=name,
+    )
+    return _h2_outputs_class()(predictions=predictions, confidences=confidences, performance=performance)

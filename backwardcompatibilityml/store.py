@@ -6,6 +6,7 @@ Layout (kept compatible with earlier tools)::
     <datapoint_index>-evaluation-data.json
     <lambda_c>-model-new-error.state
     <lambda_c>-model-strict-imitation.state
+    previous/<UTC time>/     an earlier sweep, moved aside by a restart (one subfolder each)
 
 Every file is written to a temporary file in the same folder and moved into
 place with :func:`os.replace`, so a reader or a crash never sees half a file.
@@ -20,9 +21,13 @@ import logging
 import os
 import re
 import tempfile
-from typing import Any, Callable, Dict, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
+
+from .permissions import apply_default_file_mode
+from .validation import check_folder
 
 try:  # POSIX advisory locks; elsewhere two sweeps on one folder are not detected
     import fcntl
@@ -37,6 +42,10 @@ SUMMARY_FILE = "sweep_summary.json"
 LOCK_FILE = ".bcml-sweep.lock"
 PREVIOUS_DIR = "previous"
 _EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
+_MODEL_RE = re.compile(r"^.+-model-[A-Za-z0-9_.-]+\.state$")
+_COLUMNS_RE = re.compile(r"^\d+-evaluation\.(arrow|json)$")  # results/columns.py: a datapoint's h2 columns
+_REFERENCE_RE = re.compile(r"^[A-Za-z0-9_.-]+-reference\.arrow$")  # h1's columns: prepared data, not a result
+_PREVIOUS_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 _TEMP_PREFIX = ".tmp-"
 
 POINT_FIELDS = (
@@ -62,15 +71,26 @@ class SweepStore:
     ----------
     folder : str or os.PathLike
         The folder; created (with parents) if missing.
+    writable : bool
+        Check that the folder can be created and written to (a sweep writes
+        there). False for a folder that is only read: it must then exist.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``folder`` is not a path, is empty, names a file, or (``writable``)
+        cannot be created or written to; the message names ``folder_name``.
     """
 
-    def __init__(self, folder: "str | os.PathLike[str]") -> None:
-        if not isinstance(folder, (str, os.PathLike)):
-            raise TypeError(f"folder_name must be a path, got {type(folder).__name__}")
-        self.folder = os.fspath(folder)
-        if os.path.exists(self.folder) and not os.path.isdir(self.folder):
-            raise ValueError(f"folder_name {self.folder!r} exists and is not a folder")
-        os.makedirs(self.folder, exist_ok=True)
+    def __init__(self, folder: "str | os.PathLike[str]", *, writable: bool = True) -> None:
+        if writable:
+            self.folder = check_folder(folder, "folder_name")
+        else:
+            if not isinstance(folder, (str, os.PathLike)):
+                raise TypeError(f"folder_name must be a path, got {type(folder).__name__}")
+            self.folder = os.fspath(folder)
+            if not os.path.isdir(self.folder):
+                raise ValueError(f"folder_name {self.folder!r} is not a folder")
 
     # -- paths -------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -91,6 +111,7 @@ class SweepStore:
             with os.fdopen(fd, mode) as handle:
                 write(handle)
                 handle.flush()
+                apply_default_file_mode(handle.fileno())  # mkstemp's 0600 -> what the umask allows
                 os.fsync(handle.fileno())
             os.replace(temp_path, self.path(name))
         except BaseException:
@@ -130,7 +151,7 @@ class SweepStore:
     # -- reading back --------------------------------------------------------------
     def read_summary(self) -> Optional[Dict[str, Any]]:
         """The stored summary, or None when there is none (or it cannot be read)."""
-        return self._read_json(SUMMARY_FILE)
+        return self.read_json(SUMMARY_FILE)
 
     def evaluation_indices(self) -> set:
         """Datapoint indices that have an evaluation file."""
@@ -138,7 +159,7 @@ class SweepStore:
 
     def read_evaluation(self, datapoint_index: int) -> Optional[Dict[str, Any]]:
         """One stored evaluation record, or None when missing or unreadable."""
-        record = self._read_json(self.evaluation_name(datapoint_index))
+        record = self.read_json(self.evaluation_name(datapoint_index))
         if record is None or not all(field in record for field in POINT_FIELDS):
             return None
         return record
@@ -165,7 +186,8 @@ class SweepStore:
                     points[index] = point_of(record)
         return points
 
-    def _read_json(self, name: str) -> Optional[Any]:
+    def read_json(self, name: str) -> Optional[Any]:
+        """A JSON file of the folder, or None when it is missing or unreadable (a warning is logged)."""
         try:
             with open(self.path(name)) as handle:
                 return json.load(handle)
@@ -176,7 +198,12 @@ class SweepStore:
             return None
 
     def lock(self) -> Any:
-        """Take the folder's sweep lock without waiting.
+        """Take the folder's sweep lock without waiting, then remove stale temporary files.
+
+        Temporary files left by a writer that was killed (SIGKILL, power loss:
+        no ``finally`` ran) can only be told from live ones by the lock: once
+        it is held no other sweep writes here, so every ``.tmp-*`` file is
+        stale and is removed.
 
         Returns a handle for :meth:`unlock`. Raises ``BlockingIOError`` when
         another sweep (in this process or another) holds it.
@@ -188,7 +215,33 @@ class SweepStore:
             except OSError:
                 handle.close()
                 raise BlockingIOError(f"the sweep folder {self.folder} is in use") from None
+        removed = self.remove_temporary_files()
+        if removed:
+            logger.info("removed %d stale temporary file(s) from %s", removed, self.folder)
         return handle
+
+    def remove_temporary_files(self) -> int:
+        """Remove the ``.tmp-*`` files of the folder; returns how many. Call it only under :meth:`lock`."""
+        removed = 0
+        for name in os.listdir(self.folder):
+            if name.startswith(_TEMP_PREFIX):
+                try:
+                    os.unlink(self.path(name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def is_locked(self) -> bool:
+        """Whether a sweep (in this process or another) holds the folder's lock now."""
+        try:
+            handle = self.lock()
+        except BlockingIOError:
+            return True
+        except OSError:  # a folder we cannot write to: nobody can be sweeping in it through us
+            return False
+        self.unlock(handle)
+        return False
 
     @staticmethod
     def unlock(handle: Any) -> None:
@@ -198,38 +251,72 @@ class SweepStore:
         handle.close()
 
     @staticmethod
-    def _is_sweep_file(name: str) -> bool:
-        return bool(
-            name == SUMMARY_FILE
-            or _EVALUATION_RE.match(name)
-            or name.endswith(("-model-new-error.state", "-model-strict-imitation.state"))
-        )
+    def _is_result_file(name: str) -> bool:
+        """A file that holds results of a sweep (an evaluation or a trained model)."""
+        return bool(_EVALUATION_RE.match(name) or _MODEL_RE.match(name) or _COLUMNS_RE.match(name))
+
+    @classmethod
+    def _is_sweep_file(cls, name: str) -> bool:
+        return name == SUMMARY_FILE or bool(_REFERENCE_RE.match(name)) or cls._is_result_file(name)
+
+    def holds_results(self) -> bool:
+        """Whether the folder holds any evaluation or model state (a bare summary does not count)."""
+        return any(self._is_result_file(name) for name in os.listdir(self.folder))
+
+    def previous_folders(self) -> List[str]:
+        """The sweeps kept by :meth:`clear`, oldest first (``previous/<UTC time>/``)."""
+        previous = self.path(PREVIOUS_DIR)
+        if not os.path.isdir(previous):
+            return []
+        kept = [name for name in os.listdir(previous) if _PREVIOUS_RE.match(name)]
+        kept.sort(key=lambda name: (name[:16], int(name[17:] or 0)))
+        return [os.path.join(previous, name) for name in kept if os.path.isdir(os.path.join(previous, name))]
+
+    def _new_previous_folder(self) -> str:
+        """Create and return a new, unique ``previous/<UTC time>`` subfolder."""
+        previous = self.path(PREVIOUS_DIR)
+        os.makedirs(previous, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for attempt in range(1000):
+            name = stamp if attempt == 0 else f"{stamp}-{attempt}"
+            try:
+                os.mkdir(os.path.join(previous, name))
+            except FileExistsError:
+                continue
+            return os.path.join(previous, name)
+        raise FileExistsError(f"too many earlier sweeps kept in {previous} within one second")
 
     def clear(self, keep_previous: bool = True) -> Optional[str]:
-        """Remove the files of a sweep (and leftover temporary files); other files stay.
+        """Empty the folder for a new sweep (and remove leftover temporary files); other files stay.
 
-        With ``keep_previous`` the sweep's files are moved into the subfolder
-        ``previous/`` (replacing what an earlier clear left there) rather than
-        deleted, so that starting a new sweep never destroys finished results
-        for good: ``SweepManager.open_folder(folder + "/previous")`` browses
-        them. Returns that subfolder, or None when nothing was kept.
+        A folder that holds results (evaluation files or model states) has
+        them moved, with their summary and h1's reference columns, into a new subfolder
+        ``previous/<UTC time>/`` (``previous/20261129T041230Z``, made unique
+        with ``-1``, ``-2``... when needed). Earlier subfolders are never
+        touched, so starting a new sweep never destroys finished results:
+        ``SweepManager.open_folder(subfolder)`` browses them. A folder without
+        results (a bare summary and reference columns, left by a sweep
+        cancelled or failed before its first result) is not kept: those are removed. Call it only
+        under :meth:`lock`.
+
+        Parameters
+        ----------
+        keep_previous : bool
+            False deletes the results instead of keeping them.
+
+        Returns
+        -------
+        str or None
+            The subfolder the results were moved to, or None when nothing was
+            kept (no results, or ``keep_previous=False``).
         """
-        names = os.listdir(self.folder)
-        for name in names:
-            if name.startswith(_TEMP_PREFIX):
-                os.unlink(self.path(name))
-        ours = [name for name in names if self._is_sweep_file(name)]
-        if not ours:
-            return None
-        if not keep_previous:
+        self.remove_temporary_files()
+        ours = [name for name in os.listdir(self.folder) if self._is_sweep_file(name)]
+        if not keep_previous or not any(self._is_result_file(name) for name in ours):
             for name in ours:
                 os.unlink(self.path(name))
             return None
-        previous = self.path(PREVIOUS_DIR)
-        os.makedirs(previous, exist_ok=True)
-        for name in os.listdir(previous):
-            if self._is_sweep_file(name):
-                os.unlink(os.path.join(previous, name))
-        for name in ours:
-            os.replace(self.path(name), os.path.join(previous, name))
-        return previous
+        target = self._new_previous_folder()
+        for name in sorted(ours, key=lambda name: name == SUMMARY_FILE):  # the summary last
+            os.replace(self.path(name), os.path.join(target, name))
+        return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+
 import math
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -10,7 +11,9 @@ import torch
 
 from .data import ReferenceOutputs, iterate_batches
 from .device import DeviceLike, resolve_device
-from .loss.base import CompatibilityLoss, check_lambda_c
+from .loss.base import CompatibilityLoss
+from .validation import check_kwargs, check_lambda_c, check_loss_class, check_optimizer_class, check_positive_int
+from .validation import check_class  # noqa: F401  (re-exported: imported from here by other modules)
 
 __all__ = ["TrainingCancelled", "NonFiniteLossError", "train_compatible_model", "check_positive_int", "check_class"]
 
@@ -23,20 +26,13 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """Validate an integer argument that must be ``>= 1``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def check_class(value: Any, name: str) -> type:
-    """Validate an argument that must be a class (a loss or optimizer class, say)."""
-    if not inspect.isclass(value):
-        raise TypeError(f"{name} must be a class, got {type(value).__name__}: {value!r}")
-    return value
+def step_needs_closure(optimizer: Any) -> bool:
+    """Whether ``optimizer.step`` requires a closure that re-evaluates the loss (such as LBFGS)."""
+    try:
+        parameter = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def train_compatible_model(
@@ -104,15 +100,18 @@ def train_compatible_model(
         If the loss becomes NaN or infinite.
     """
     torch_device = resolve_device(device)
-    check_class(loss_class, "loss_class")
-    check_class(optimizer_class, "optimizer_class")
+    check_loss_class(loss_class, "loss_class")
+    check_optimizer_class(optimizer_class, "optimizer_class")
     check_positive_int(number_of_epochs, "number_of_epochs")
     lambda_c = check_lambda_c(lambda_c)
+    loss_kwargs = check_kwargs(loss_kwargs, "loss_kwargs")
+    optimizer_kwargs = check_kwargs(optimizer_kwargs, "optimizer_kwargs")
     if reference_outputs is None:
         reference_outputs = ReferenceOutputs(h1, torch_device)
-    loss_fn = loss_class(h1, h2, lambda_c, **dict(loss_kwargs or {}))
+    loss_fn = loss_class(h1, h2, lambda_c, **loss_kwargs)
     takes_reference = isinstance(loss_fn, CompatibilityLoss)
-    optimizer = optimizer_class(h2.parameters(), **dict(optimizer_kwargs or {}))
+    optimizer = optimizer_class(h2.parameters(), **optimizer_kwargs)
+    needs_closure = step_needs_closure(optimizer)
     h2.train()
     try:
         step = 0
@@ -120,13 +119,22 @@ def train_compatible_model(
             for ids, inputs, targets in iterate_batches(training_set, torch_device):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled()
-                optimizer.zero_grad(set_to_none=True)
-                if takes_reference:
-                    loss = loss_fn(inputs, targets, h1_output=reference_outputs.for_batch(ids, inputs))
+                h1_output = reference_outputs.for_batch(ids, inputs) if takes_reference else None
+
+                def closure() -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    if takes_reference:
+                        value = loss_fn(inputs, targets, h1_output=h1_output)
+                    else:
+                        value = loss_fn(inputs, targets)
+                    value.backward()
+                    return value
+
+                if needs_closure:  # LBFGS and the like evaluate the loss as often as their method needs
+                    loss = optimizer.step(closure)
                 else:
-                    loss = loss_fn(inputs, targets)
-                loss.backward()
-                optimizer.step()
+                    loss = closure()
+                    optimizer.step()
                 value = float(loss.detach())
                 step += 1
                 if not math.isfinite(value):

@@ -4,6 +4,9 @@ Digits, h1 MLP(16), h2 MLP(64), batch 32, 5 epochs, stepsize 0.25 (10 trainings)
 Prints wall time, forward calls of h1 and h2, and peak memory. Peak memory is
 measured in a fresh subprocess per stepsize (0.25 and 0.1) to show that it
 does not grow with the number of lambda_c values.
+
+The sequential executor runs here, so that the forward calls count one per
+model per batch; ``bench_vectorized.py`` compares it with the vectorized one.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def run_one(stepsize: float) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as folder:
         manager = SweepManager(folder, EPOCHS, h1, h2, train, test, 32, 32, torch.optim.SGD, {"lr": 0.1},
-                               BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=stepsize)
+                               BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=stepsize,
+                               executor="sequential")
         start = time.perf_counter()
         manager.start_sweep_synchronous()
         wall = time.perf_counter() - start

@@ -102,3 +102,12 @@ def cancer_data():
     x = data.data
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
     return x, data.target
+
+
+@pytest.fixture(scope="session")
+def crash_harness():
+    """Forks sweeps that stall inside a chosen write and SIGKILLs them there (see tests/crash_child.py)."""
+    from crash_child import CrashHarness
+
+    with CrashHarness() as harness:
+        yield harness

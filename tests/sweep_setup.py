@@ -22,6 +22,8 @@ def digits_sets(n_train=240, n_test=80, batch=24):
 
 
 def build_manager(folder, epochs=2, stepsize=0.25, h2=None, **kwargs):
+    """The shared small sweep; sequential unless ``executor=`` says otherwise (these tests watch jobs one by one)."""
+    kwargs.setdefault("executor", "sequential")
     torch.manual_seed(0)
     train, test = digits_sets()
     h1 = train_plain(MLP(64, 6, 10), train, epochs=2)

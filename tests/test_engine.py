@@ -164,3 +164,148 @@ def test_non_finite_loss_is_reported(digits_small):
     with pytest.raises(NonFiniteLossError, match="lambda_c=0.5"):
         train_compatible_model(h1, h2, train, loss_class=BCCrossEntropyLoss, lambda_c=0.5,
                                optimizer_class=torch.optim.SGD, optimizer_kwargs={"lr": 1e30}, number_of_epochs=3)
+
+
+# ---------------------------------------------------------------- h1's reference columns and h2's outputs
+
+
+def _columns(model, dataset):
+    ids, labels, confidences, truth = [], [], [], []
+    with torch.no_grad():
+        for batch_ids, x, y in dataset:
+            probabilities = torch.softmax(model(x), dim=1)
+            best, label = probabilities.max(1)
+            ids.append(batch_ids), labels.append(label), confidences.append(best), truth.append(y)
+    return [torch.cat(part).numpy() for part in (ids, truth, labels, confidences)]
+
+
+def test_prepare_reference_runs_h1_once_and_keeps_arrays(digits_small):
+    from backwardcompatibilityml.evaluation import prepare_reference
+
+    h1, _, train, test = digits_small
+    counted = CountingModel(h1)
+    training = prepare_reference(counted, train, "training")
+    testing = prepare_reference(counted, test, "testing")
+    assert counted.calls == len(train) + len(test), "one forward per batch, the metric from the predictions"
+    assert len(training.outputs) == sum(len(b[0]) for b in train), "the training set's raw outputs are cached"
+    assert len(testing.outputs) == 0, "a test set keeps only its columns"
+    ids, truth, labels, confidences = _columns(h1, test)
+    assert testing.ids.dtype == testing.targets.dtype == testing.h1_predictions.dtype == np.int64
+    assert testing.h1_confidences.dtype == np.float32
+    assert np.array_equal(testing.ids, ids) and np.array_equal(testing.targets, truth)
+    assert np.array_equal(testing.h1_predictions, labels)
+    assert np.allclose(testing.h1_confidences, confidences, atol=1e-6)
+    assert testing.h1_performance == pytest.approx(np.mean(labels == truth))
+    assert testing.rows_of(torch.tensor([ids[5], ids[0]])).tolist() == [5, 0]
+    with pytest.raises(ValueError, match="testing set was not there"):
+        testing.rows_of(torch.tensor([10 ** 9]))
+    before = counted.calls
+    cached = training.outputs.for_batch(train[0][0], train[0][1])
+    assert counted.calls == before and torch.allclose(cached, h1(train[0][1]))
+
+
+def test_rows_of_finds_shuffled_ids():
+    from backwardcompatibilityml.evaluation import prepare_reference
+
+    ids = torch.tensor([40, 7, 13, 2, 99])
+    batches = [(ids[:3], torch.randn(3, 4), torch.tensor([0, 1, 0])), (ids[3:], torch.randn(2, 4), torch.tensor([1, 1]))]
+    reference = prepare_reference(torch.nn.Linear(4, 2), batches, "testing")
+    assert reference.rows_of(torch.tensor([99, 40, 2, 13, 7])).tolist() == [4, 0, 3, 2, 1]
+    with pytest.raises(ValueError, match="id 8 of the testing set"):
+        reference.rows_of(torch.tensor([7, 8]))
+
+
+def test_prepare_reference_refuses_bad_datasets_and_metrics():
+    from backwardcompatibilityml.evaluation import MetricError, prepare_reference
+
+    model = torch.nn.Linear(4, 3)
+    batch = lambda ids: (torch.tensor(ids), torch.randn(len(ids), 4), torch.zeros(len(ids), dtype=torch.long))  # noqa: E731
+    with pytest.raises(ValueError, match="unique within one pass over the training set; id 5 appears twice"):
+        prepare_reference(model, [batch([1, 5, 3]), batch([9, 5, 1])], "training")
+    with pytest.raises(ValueError, match="id 2 appears twice"):
+        prepare_reference(model, [batch([2, 2])], "testing")
+    with pytest.raises(ValueError, match="the testing set has no instances"):
+        prepare_reference(model, [], "testing")
+    with pytest.raises(ValueError, match="h1 produced NaN outputs on the testing set"):
+        prepare_reference(lambda x: torch.full((len(x), 3), float("nan")), [batch([1, 2])], "testing")
+
+    def nan_metric(model, dataset, device):
+        return float("nan")
+
+    def text_metric(model, dataset, device):
+        return "good"
+
+    def broken_metric(model, dataset, device):
+        raise ZeroDivisionError("no classes")
+
+    for metric in (nan_metric, text_metric):
+        with pytest.raises(ValueError, match=f"performance_metric {metric.__name__} returned .* for h1 on the testing"):
+            prepare_reference(model, [batch([1, 2])], "testing", performance_metric=metric)
+    with pytest.raises(MetricError, match="performance_metric broken_metric raised ZeroDivisionError .*no classes"):
+        prepare_reference(model, [batch([1, 2])], "testing", performance_metric=broken_metric)
+
+
+def test_predict_outputs_aligns_a_shuffling_loader_to_the_reference(digits_data):
+    from backwardcompatibilityml.evaluation import predict_outputs, prepare_reference
+
+    x, y = digits_data
+    torch.manual_seed(0)
+    loader = DataLoader(TensorDataset(torch.arange(500, 800), torch.tensor(x[:300]), torch.tensor(y[:300])),
+                        batch_size=64, shuffle=True)
+    h1, h2 = MLP(64, 8, 10), CountingModel(MLP(64, 8, 10))
+    reference = prepare_reference(h1, loader, "testing")
+    outputs = predict_outputs(h2, loader, reference)
+    assert h2.calls == len(loader), "h2 runs once per batch"
+    with torch.no_grad():
+        probabilities = torch.softmax(h2.model(torch.tensor(x[:300])), dim=1)
+    rows = reference.ids - 500
+    assert outputs.predictions.dtype == np.int64 and outputs.confidences.dtype == np.float32
+    assert np.array_equal(outputs.predictions, probabilities.argmax(1).numpy()[rows])
+    assert np.allclose(outputs.confidences, probabilities.max(1).values.numpy()[rows], atol=1e-6)
+    assert outputs.performance == pytest.approx(np.mean(outputs.predictions == y[:300][rows]))
+
+
+def test_predict_outputs_of_binary_models_give_the_probability_of_the_predicted_label(cancer_data):
+    from backwardcompatibilityml.evaluation import predict_outputs, prepare_reference
+
+    x, y = cancer_data
+    test = make_batches(x[:100], y[:100], 25)
+    torch.manual_seed(0)
+    h1, h2 = BinaryMLP(30, 4), BinaryMLP(30, 4, column=True)
+    reference = prepare_reference(h1, test, "testing", discriminant_pivot=0.4)
+    outputs = predict_outputs(h2, test, reference, discriminant_pivot=0.4)
+    with torch.no_grad():
+        p = h2(torch.tensor(x[:100]))[:, 0].numpy()
+    assert np.array_equal(outputs.predictions, (p > 0.4).astype(np.int64))
+    assert np.allclose(outputs.confidences, np.where(p > 0.4, p, 1 - p), atol=1e-6)
+    assert sorted(set(reference.h1_predictions.tolist())) <= [0, 1]
+
+
+def test_predict_outputs_refuses_nan_changed_datasets_and_bad_metrics(digits_small):
+    from backwardcompatibilityml.evaluation import MetricError, predict_outputs, prepare_reference
+
+    h1, h2, _, test = digits_small
+    reference = prepare_reference(h1, test, "testing")
+    with pytest.raises(ValueError, match="h2 produced NaN outputs on the testing set"):
+        predict_outputs(lambda x: torch.full((len(x), 10), float("nan")), test, reference)
+    with pytest.raises(ValueError, match="yielded 50 of the 100 instances"):
+        predict_outputs(h2, test[:1], reference)
+    with pytest.raises(ValueError, match=r"id \d+ appears twice"):
+        predict_outputs(h2, test + test[:1], reference)
+    other = [(b[0] + 10_000, b[1], b[2]) for b in test]
+    with pytest.raises(ValueError, match="was not there when h1's reference was computed"):
+        predict_outputs(h2, other, reference)
+    calls = []
+
+    def called_metric(model, dataset, device):
+        calls.append((model, dataset, device.type))
+        return 0.25
+
+    assert predict_outputs(h2, test, reference, performance_metric=called_metric).performance == 0.25
+    assert calls == [(h2, test, "cpu")]
+    with pytest.raises(MetricError, match="performance_metric boom raised RuntimeError measuring h2"):
+        def boom(model, dataset, device):
+            raise RuntimeError("broken")
+        predict_outputs(h2, test, reference, performance_metric=boom)
+    with pytest.raises(TypeError, match="reference must be a DatasetReference"):
+        predict_outputs(h2, test, ReferenceOutputs(h1, torch.device("cpu")))

@@ -33,6 +33,16 @@ def test_encode_png_grey_rgb_rgba_roundtrip():
         assert np.array_equal(np.asarray(image), pixels)
 
 
+def test_encode_png_is_pillows_png():
+    """The encoder is Pillow's (no hand-written PNG writer): same bytes."""
+    rng = np.random.default_rng(1)
+    for shape in ((9, 4), (6, 5, 3), (3, 8, 4)):
+        pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        assert encode_png(pixels) == buffer.getvalue()
+
+
 def test_encode_png_rejects_bad_shapes():
     with pytest.raises(ImageConversionError):
         encode_png(np.zeros((2, 2, 2), dtype=np.uint8))

@@ -23,8 +23,11 @@ ENV = {"environment_type": "local", "base_url": None, "port": 5012, "token": "ab
 
 @pytest.fixture
 def resources(tmp_path, monkeypatch):
-    monkeypatch.setattr(rendering, "RESOURCES_DIR", str(tmp_path))
-    return tmp_path
+    """An empty resources folder in place of the package's; the asset cache
+    is keyed by folder, so each test reads its own files."""
+    monkeypatch.setattr(rendering, "RESOURCES", tmp_path)
+    yield tmp_path
+    rendering.clear_asset_cache()
 
 
 def mount_config(html):
@@ -88,9 +91,32 @@ def test_missing_bundle_gives_a_clear_message(resources):
     assert "<script" not in html
 
 
-def test_render_uses_the_package_resources_folder():
-    assert rendering.RESOURCES_DIR.replace("\\", "/").endswith(
+def test_render_uses_the_package_resources_through_importlib_resources():
+    from importlib import resources as importlib_resources
+
+    expected = importlib_resources.files(
+        "backwardcompatibilityml.widgets.compatibility_analysis") / "resources"
+    assert str(rendering.RESOURCES) == str(expected)
+    assert str(rendering.RESOURCES).replace("\\", "/").endswith(
         "backwardcompatibilityml/widgets/compatibility_analysis/resources")
+    for name in ("widget.js", "widget.css", "openapi.json"):
+        assert (rendering.RESOURCES / name).is_file(), name
+
+
+def test_the_bundle_is_read_once_not_per_render(resources):
+    (resources / "widget.js").write_text("var first=1;", encoding="utf-8")
+    (resources / "widget.css").write_text(".bcml-widget{color:red}", encoding="utf-8")
+    assert "var first=1;" in render_widget_html(ENV)
+    # Changed (or even deleted) on disk: the renders keep what was read.
+    (resources / "widget.js").write_text("var second=2;", encoding="utf-8")
+    (resources / "widget.css").unlink()
+    for _ in range(3):
+        html = render_widget_html(ENV)
+        assert "var first=1;" in html and "var second" not in html
+        assert "color:red" in html
+    rendering.clear_asset_cache()
+    html = render_widget_html(ENV)
+    assert "var second=2;" in html and "color:red" not in html
 
 
 def test_render_page_is_a_document(resources):
@@ -142,6 +168,47 @@ def test_environment_detection(monkeypatch):
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
     assert build_environment_params(_detect_environment("127.0.0.1", 5001))[
         "environment_type"] == "databricks"
+
+
+def test_azureml_detection_reads_the_nbvm_file(tmp_path, monkeypatch):
+    from rai_core_flask.environments import AzureNBEnvironment
+
+    from backwardcompatibilityml.widgets.compatibility_analysis import environment
+
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    nbvm = tmp_path / ".nbvm"
+    monkeypatch.setattr(environment, "AZURE_NBVM_FILE", str(nbvm))
+    monkeypatch.setattr(AzureNBEnvironment, "nbvm_file_path", str(nbvm))
+    assert _detect_environment("127.0.0.1", 5001) is None  # no marker: local
+    nbvm.write_text("instance=myvm\ndomainsuffix=westus.instances.azureml.ms\n")
+    assert build_environment_params(_detect_environment("127.0.0.1", 5001)) == {
+        "environment_type": "azureml", "base_url": "https://myvm-5001.westus.instances.azureml.ms"}
+
+
+IMPORTS_SCRIPT = """
+import sys, torch
+from backwardcompatibilityml.widgets import CompatibilityAnalysis
+x = torch.rand(40, 4); y = torch.randint(0, 2, (40,))
+data = [(torch.arange(i, i + 20), x[i:i + 20], y[i:i + 20]) for i in (0, 20)]
+with CompatibilityAnalysis(sys.argv[1], 1, torch.nn.Linear(4, 2), torch.nn.Linear(4, 2),
+                           data, data, 20, 20, display_widget=False) as widget:
+    html = widget.render()
+    assert "mountWidget" in html and widget.environment["environment_type"] == "local"
+    print(sorted(m for m in sys.modules
+                 if m.split(".")[0] in ("gevent", "flask_socketio", "rai_core_flask", "socketio")))
+"""
+
+
+def test_creating_a_local_widget_imports_no_gevent_socketio_or_rai_core_flask(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABRICKS_RUNTIME_VERSION"}
+    result = subprocess.run([sys.executable, "-c", IMPORTS_SCRIPT, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 # ---------------------------------------------------------------- views

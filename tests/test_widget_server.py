@@ -472,9 +472,23 @@ def test_missing_or_wrong_token_is_403(widget, method, path):
     assert get(widget, "/sweep_status").json()["state"] == "completed"  # nothing happened
 
 
-def test_token_as_query_parameter(widget):
-    answer = call(widget.port, API + "/sweep_status?token=" + widget.token)
-    assert answer.status == 200
+def test_token_in_the_query_only_where_a_browser_cannot_send_a_header(widget):
+    # An <img> cannot send a header: GET instance_data takes ?token=.
+    image = call(widget.port, API + "/instance_data/0?token=" + widget.token)
+    assert image.status == 200 and image.headers["content-type"] == "image/png"
+    assert call(widget.port, API + "/instance_data/0?token=" + widget.token,
+                method="HEAD").status == 200
+    # Everywhere else the query parameter is ignored: a cross-site form or
+    # link cannot act with it.
+    for method, path in ROUTES:
+        if path.startswith("/instance_data"):
+            continue
+        answer = call(widget.port, API + path + "?token=" + widget.token, method=method)
+        assert_json_error(answer, 403)
+    assert_json_error(call(widget.port, API + "/instance_data/0?token=" + widget.token,
+                           method="POST"), 403)
+    assert_json_error(call(widget.port, API + "/openapi.json?token=" + widget.token), 403)
+    assert get(widget, "/sweep_status").json()["state"] == "completed"  # nothing happened
 
 
 @pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:%d",
@@ -502,7 +516,7 @@ def test_cors_preflight_passes_without_token_and_answers_carry_cors(widget):
         "Origin": origin, "Access-Control-Request-Method": "GET",
         "Access-Control-Request-Headers": "x-bcml-token"})
     assert preflight.status == 200
-    assert preflight.headers["access-control-allow-origin"] in ("*", origin)
+    assert preflight.headers["access-control-allow-origin"] == "*"
     assert "x-bcml-token" in preflight.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-credentials" not in preflight.headers
     post_preflight = call(widget.port, API + "/start_sweep", method="OPTIONS", headers={
@@ -513,7 +527,14 @@ def test_cors_preflight_passes_without_token_and_answers_carry_cors(widget):
     allowed = post_preflight.headers["access-control-allow-headers"].lower()
     assert all(h in allowed for h in ("x-bcml-token", "accept", "cache-control", "pragma"))
     answer = get(widget, "/sweep_status", headers={"Origin": origin})
-    assert answer.headers["access-control-allow-origin"] in ("*", origin)
+    assert answer.headers["access-control-allow-origin"] == "*"
+    # Any origin gets "*" (never an echo), and never credentials: the token,
+    # not the origin, guards the API (docs/api.md).
+    for other in ("http://evil.example.com", "null", "https://ml.azure.com"):
+        answer = get(widget, "/sweep_status", headers={"Origin": other})
+        assert answer.status == 200
+        assert answer.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in answer.headers
     refused = call(widget.port, API + "/sweep_status", headers={"Origin": origin})
     assert refused.status == 403 and "access-control-allow-origin" in refused.headers
     # A preflight is still subject to the Host check.
@@ -523,27 +544,40 @@ def test_cors_preflight_passes_without_token_and_answers_carry_cors(widget):
 
 
 def raw_exchange(port, data):
+    """Send raw bytes, read the reply until the server closes the connection.
+    A server that rejects a request before reading all of it resets the
+    connection after its answer; what arrived before the reset is kept."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
         reply = b""
         while True:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return reply
             if not chunk:
                 return reply
             reply += chunk
 
 
+def assert_raw_json_error(reply, status):
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and (b" %d " % status) in head.split(b"\r\n")[0], head
+    assert b"application/json" in head and b"no-store" in head
+    assert list(json.loads(body)) == ["error"]
+
+
 def test_malformed_http_gets_a_json_answer(widget):
-    # A header line over the limit: the HTTP layer answers before Flask.
+    # Headers over the limit (64 KiB): the HTTP layer answers before Flask.
     reply = raw_exchange(widget.port, b"GET /api/v1/sweep_status HTTP/1.1\r\nHost: x\r\n"
                          b"X-Long: " + b"a" * 70000 + b"\r\n\r\n")
-    head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.") and b" 431 " in head.split(b"\r\n")[0], head
-    assert b"application/json" in head
-    assert list(json.loads(body)) == ["error"]
-    # A request line that is not HTTP gets a bare (HTTP/0.9 style) JSON body.
-    reply = raw_exchange(widget.port, b"THIS IS NOT HTTP\r\n\r\n")
-    assert list(json.loads(reply)) == ["error"]
+    assert_raw_json_error(reply, 431)
+    # A request line that is not HTTP.
+    assert_raw_json_error(raw_exchange(widget.port, b"THIS IS NOT HTTP\r\n\r\n"), 400)
+    # A body over the limit (the API takes no body at all).
+    reply = raw_exchange(widget.port, b"POST /api/v1/cancel_sweep HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 1000000\r\n\r\n")
+    assert_raw_json_error(reply, 413)
     assert get(widget, "/sweep_status").status == 200
 
 
@@ -659,16 +693,16 @@ def test_server_accepts_connections_when_the_constructor_returns():
             assert answer.status == 200 and answer.body == b"pong"
 
 
-def test_two_widgets_side_by_side_and_reinstantiation_serves_new_models(tmp_path, data):
+def test_two_widgets_side_by_side_on_two_folders(tmp_path, data):
     x, y = data
     good_h1 = trained_h1(x, y)
     poor_h1 = torch.nn.Linear(64, 10)  # untrained
     torch.nn.init.zeros_(poor_h1.weight)
     torch.nn.init.zeros_(poor_h1.bias)  # predicts class 0 everywhere
     first = make_widget(tmp_path / "first", good_h1, new_h2(1), data)
-    # "Re-running the cell": same folder, new models.
-    second = make_widget(tmp_path / "first", poor_h1, new_h2(2), data)
+    second = make_widget(tmp_path / "second", poor_h1, new_h2(2), data)
     try:
+        assert first.running and second.running
         assert first.port != second.port and first.token != second.token
         assert first.app is not second.app
         assert post(first, "/start_sweep").status == 202
@@ -684,6 +718,36 @@ def test_two_widgets_side_by_side_and_reinstantiation_serves_new_models(tmp_path
         assert_json_error(call(first.port, API + "/sweep_status", token=second.token), 403)
         assert_json_error(call(second.port, API + "/sweep_status", token=first.token), 403)
         assert get(first, "/sweep_status").status == 200
+    finally:
+        first.close()
+        second.close()
+
+
+def test_reinstantiation_on_the_same_folder_replaces_the_earlier_widget(tmp_path, data):
+    x, y = data
+    poor_h1 = torch.nn.Linear(64, 10)
+    torch.nn.init.zeros_(poor_h1.weight)
+    torch.nn.init.zeros_(poor_h1.bias)  # predicts class 0 everywhere
+    first = make_widget(tmp_path / "sweep", trained_h1(x, y), new_h2(1), data)
+    port = first.port
+    # A re-run with a wrong argument raises and leaves the earlier widget alone.
+    with pytest.raises(ValueError, match="number_of_epochs"):
+        make_widget(tmp_path / "sweep", poor_h1, new_h2(2), data, epochs=0)
+    assert first.running and get(first, "/sweep_status").status == 200
+    # "Re-running the cell": same folder (another spelling of it), new models.
+    second = make_widget(tmp_path / "sweep" / ".." / "sweep", poor_h1, new_h2(2), data)
+    try:
+        assert not first.running and second.running
+        if second.port == port:  # the freed port was the first free one again
+            assert_json_error(call(port, API + "/sweep_status", token=first.token), 403)
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert post(second, "/start_sweep").status == 202
+        wait_done(second)
+        expected_poor = float((y[200:300] == 0).float().mean())
+        assert get(second, "/evaluation_data/1").json()["h1_performance"] == pytest.approx(
+            expected_poor)
     finally:
         first.close()
         second.close()
@@ -733,7 +797,7 @@ def test_init_app_routes_on_a_plain_flask_app(widget):
     assert client.get("/api/v1/sweep_status").status_code == 403
     answer = client.get("/api/v1/sweep_status", headers={"X-BCML-Token": token})
     assert answer.status_code == 200 and answer.get_json()["state"] == "completed"
-    assert client.get("/api/v1/sweep_status?token=" + token).status_code == 200
+    assert client.get("/api/v1/sweep_status?token=" + token).status_code == 403
     assert client.get("/api/v1/sweep_status", headers={"X-BCML-Token": token,
                                                        "Host": "evil.example.com"}).status_code == 403
     with pytest.raises(ValueError):
@@ -747,7 +811,7 @@ def test_init_app_routes_on_a_plain_flask_app(widget):
 def test_display_in_ipython_and_outside(tmp_path, data, capsys, monkeypatch):
     import IPython.display
 
-    from backwardcompatibilityml.widgets.compatibility_analysis import compatibility_analysis
+    from backwardcompatibilityml.widgets.compatibility_analysis import display
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
@@ -755,7 +819,7 @@ def test_display_in_ipython_and_outside(tmp_path, data, capsys, monkeypatch):
                      display_widget=True) as w:  # plain Python: prints the URL
         assert w.url in capsys.readouterr().out
         assert shown == []
-        monkeypatch.setattr(compatibility_analysis, "_in_ipython", lambda: True)
+        monkeypatch.setattr(display, "in_ipython", lambda: True)
         w.show()
         assert len(shown) == 1 and 'class="bcml-widget"' in shown[0].data
         assert w.token in shown[0].data and "mountWidget" in shown[0].data
@@ -797,3 +861,20 @@ def test_interpreter_exit_with_a_live_widget_is_clean(method, route, epochs):
         assert bad not in result.stderr, result.stderr[-3000:]
     status = json.loads(result.stdout.strip().splitlines()[-1])
     assert status["running"] is (route == "start_sweep")
+
+
+def test_a_raising_metadata_callback_is_named_in_a_json_500(tmp_path, data):
+    def metadata(instance_id):
+        raise LookupError(f"no row for {instance_id} in /srv/labels.csv")
+
+    with make_widget(tmp_path, trained_h1(*data, steps=3), new_h2(), data, batch=10,
+                     get_instance_metadata=metadata) as w:
+        assert post(w, "/start_sweep").status == 202
+        wait_done(w)
+        assert get(w, "/sweep_status").json()["state"] == "completed", "training needs no metadata"
+        answer = get(w, "/evaluation_data/1/instances")
+        assert_json_error(answer, 500)
+        message = answer.json()["error"]
+        assert "get_instance_metadata raised LookupError" in message
+        assert "/srv" not in message and "Traceback" not in message
+        assert get(w, "/evaluation_data/1").status == 200, "the compact view needs no metadata"

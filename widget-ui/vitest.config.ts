@@ -14,5 +14,7 @@ export default defineConfig({
     globals: false,
     css: false,
     restoreMocks: true,
+    // The machine that runs the suite may be busy: a slow test is not a failed one.
+    testTimeout: 30_000,
   },
 });

@@ -10,8 +10,13 @@ cross-entropy          :class:`BCCrossEntropyLoss`  :class:`StrictImitationCross
 binary cross-entropy   :class:`BCBinaryCrossEntropyLoss`  :class:`StrictImitationBinaryCrossEntropyLoss`
 KL divergence          :class:`BCKLDivergenceLoss`  :class:`StrictImitationKLDivergenceLoss`
 =====================  =========================  ==========================================
+
+The classes are thin modules over :mod:`backwardcompatibilityml.loss.functional`,
+whose :func:`~backwardcompatibilityml.loss.functional.compatibility_loss` also
+computes the losses of ``K`` stacked models in one call.
 """
 
+from . import functional
 from .base import CompatibilityLoss
 from .new_error import BCBinaryCrossEntropyLoss, BCCrossEntropyLoss, BCKLDivergenceLoss, BCNLLLoss
 from .strict_imitation import (
@@ -22,6 +27,7 @@ from .strict_imitation import (
 )
 
 __all__ = [
+    "functional",
     "CompatibilityLoss",
     "BCNLLLoss",
     "BCCrossEntropyLoss",

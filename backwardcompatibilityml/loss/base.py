@@ -1,29 +1,24 @@
-"""Shared machinery of the compatibility losses."""
+"""Shared machinery of the compatibility losses: a thin module over :mod:`.functional`."""
 
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
 
 from ..outputs import binary_probabilities, inference, log_probabilities, validate_output
+from ..validation import check_lambda_c, check_scalar
+from . import functional as LF
 
 __all__ = ["CompatibilityLoss"]
 
-_REDUCTIONS = ("mean", "sum", "none")
+_REDUCTIONS = LF.REDUCTIONS
 
-
-def check_lambda_c(lambda_c: Any) -> float:
-    """Validate ``lambda_c``: a finite, non-negative real number."""
-    if isinstance(lambda_c, bool) or not isinstance(lambda_c, numbers.Real):
-        raise TypeError(f"lambda_c must be a real number, got {type(lambda_c).__name__}")
-    value = float(lambda_c)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"lambda_c must be finite and >= 0, got {lambda_c!r}")
-    return value
+# Methods whose behaviour :func:`~.functional.compatibility_loss` reproduces. A
+# subclass that overrides any of them is not "built on the functional core".
+_CORE_METHODS = ("forward", "prepare_target", "adapt", "support", "base_terms", "dissonance_terms")
 
 
 class CompatibilityLoss(nn.Module):
@@ -42,10 +37,13 @@ class CompatibilityLoss(nn.Module):
     h1 runs under ``torch.no_grad()`` in eval mode (its mode is restored
     afterwards) and h2 runs forward exactly once per call.
 
-    Subclasses set ``binary`` and implement :meth:`base_terms` and
-    :meth:`dissonance_terms` on the adapted outputs: log-probabilities of shape
+    The package's eight losses only declare their ``family`` and ``base``; the
+    terms come from :func:`~backwardcompatibilityml.loss.functional.compatibility_loss`.
+    A subclass may instead set ``binary`` and implement :meth:`base_terms` and
+    :meth:`dissonance_terms` on the adapted outputs (log-probabilities of shape
     ``(N, C)`` for multi-class losses, probabilities of shape ``(N,)`` for
-    binary ones.
+    binary ones); :meth:`functional_arguments` then returns None, and the
+    stacked (vectorized) executor trains it one model at a time.
 
     Parameters
     ----------
@@ -60,9 +58,19 @@ class CompatibilityLoss(nn.Module):
         positive (default 0.5).
     reduction : {"mean", "sum", "none"}
         How the per-instance losses ``l_i`` are reduced (default ``"mean"``).
+
+    Attributes
+    ----------
+    family : str or None
+        ``"new-error"`` or ``"strict-imitation"`` for the package's losses.
+    base : str or None
+        ``"nll"``, ``"cross-entropy"``, ``"binary-cross-entropy"`` or ``"kl-divergence"``.
     """
 
+    family: Optional[str] = None
+    base: Optional[str] = None
     binary = False
+    num_classes: Optional[int] = None
 
     def __init__(
         self,
@@ -79,10 +87,8 @@ class CompatibilityLoss(nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if isinstance(discriminant_pivot, bool) or not isinstance(discriminant_pivot, numbers.Real):
-            raise TypeError(f"discriminant_pivot must be a real number, got {type(discriminant_pivot).__name__}")
-        if not 0.0 < float(discriminant_pivot) < 1.0:
-            raise ValueError(f"discriminant_pivot must lie in (0, 1), got {discriminant_pivot!r}")
+        check_scalar(discriminant_pivot, "discriminant_pivot", numbers.Real, min_val=0, max_val=1,
+                     include_boundaries="neither")
         # Stored outside the Module registry: the loss must not own h1's or h2's
         # parameters (an optimizer over loss.parameters() would otherwise train h1).
         self.__dict__["h1"] = h1
@@ -91,14 +97,54 @@ class CompatibilityLoss(nn.Module):
         self.discriminant_pivot = float(discriminant_pivot)
         self.reduction = reduction
 
-    # -- what subclasses define -------------------------------------------------
+    # -- the functional core ----------------------------------------------------
+    @classmethod
+    def is_functional(cls) -> bool:
+        """Whether this class computes exactly :func:`~.functional.compatibility_loss`.
+
+        True when the class declares a ``family`` and a ``base`` and overrides
+        none of the methods that compute the loss.
+        """
+        if cls.family not in LF.FAMILIES or cls.base not in LF.BASES:
+            return False
+        return all(getattr(cls, name) is getattr(CompatibilityLoss, name) for name in _CORE_METHODS)
+
+    def functional_arguments(self) -> Optional[Dict[str, Any]]:
+        """Keyword arguments of :func:`~.functional.compatibility_loss` equivalent to this loss.
+
+        Returns
+        -------
+        dict or None
+            ``family``, ``base``, ``reduction``, ``discriminant_pivot`` and
+            ``num_classes``; None when the class is not built on the functional
+            core (see :meth:`is_functional`).
+        """
+        if not type(self).is_functional():
+            return None
+        return {
+            "family": self.family,
+            "base": self.base,
+            "reduction": self.reduction,
+            "discriminant_pivot": self.discriminant_pivot,
+            "num_classes": self.num_classes,
+        }
+
+    # -- hooks (defaults: the functional core) ------------------------------------
     def base_terms(self, h2_out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-instance base loss of h2 against the labels, shape ``(N,)``."""
-        raise NotImplementedError
+        if self.base is None:
+            raise NotImplementedError(f"{type(self).__name__} must set `base` or implement base_terms()")
+        return LF.base_terms(h2_out, target, base=self.base, num_classes=self.num_classes)
 
     def dissonance_terms(self, h2_out: torch.Tensor, h1_out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-instance dissonance between h1 and h2, shape ``(N,)``."""
-        raise NotImplementedError
+        if self.family is None or self.base is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must set `family` and `base` or implement dissonance_terms()"
+            )
+        return LF.dissonance_terms(
+            h2_out, h1_out, target, family=self.family, base=self.base, num_classes=self.num_classes,
+        )
 
     def prepare_target(self, target: torch.Tensor) -> torch.Tensor:
         """Check and convert the labels (class indices or 0/1 values)."""
@@ -124,9 +170,8 @@ class CompatibilityLoss(nn.Module):
 
     def support(self, h1_out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the instances h1 classifies correctly."""
-        if self.binary:
-            return (h1_out > self.discriminant_pivot).to(target.dtype) == target
-        return h1_out.argmax(dim=1) == target
+        base = self.base if self.base is not None else ("binary-cross-entropy" if self.binary else "nll")
+        return LF.support_mask(h1_out, target, base=base, discriminant_pivot=self.discriminant_pivot)
 
     def forward(self, x: Any, y: torch.Tensor, h1_output: Optional[Any] = None) -> torch.Tensor:
         """Compute the compatibility loss of a batch.
@@ -161,16 +206,9 @@ class CompatibilityLoss(nn.Module):
         for name, out in (("h1", h1_out), ("h2", h2_out)):
             if out.shape[0] != target.shape[0]:
                 raise ValueError(f"{name} returned {out.shape[0]} rows for a batch of {target.shape[0]} targets")
-        per_instance = self.base_terms(h2_out, target)
-        if self.lambda_c > 0:
-            mask = self.support(h1_out, target)
-            dissonance = self.dissonance_terms(h2_out, h1_out, target)
-            per_instance = per_instance + self.lambda_c * torch.where(mask, dissonance, torch.zeros_like(dissonance))
-        if self.reduction == "mean":
-            return per_instance.mean()
-        if self.reduction == "sum":
-            return per_instance.sum()
-        return per_instance
+        terms = self.base_terms(h2_out, target)
+        dissonance = self.dissonance_terms(h2_out, h1_out, target) if self.lambda_c > 0 else None
+        return LF.combine_terms(terms, dissonance, self.support(h1_out, target), self.lambda_c, self.reduction)
 
     def _run_h1(self, x: Any) -> Any:
         with inference(self.h1) as h1:

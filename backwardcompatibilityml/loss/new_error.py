@@ -4,51 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from .base import CompatibilityLoss
+from .functional import NEW_ERROR, bce_terms, check_num_classes, nll_terms, one_hot_kl_terms
 
 __all__ = ["BCNLLLoss", "BCCrossEntropyLoss", "BCBinaryCrossEntropyLoss", "BCKLDivergenceLoss"]
 
-
-def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-instance negative log likelihood of the true class."""
-    return F.nll_loss(log_probs, target, reduction="none")
+# Kept importable from here for code written against the earlier module.
+_REEXPORTED = (bce_terms, check_num_classes, nll_terms, one_hot_kl_terms)
 
 
-def bce_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-instance binary cross-entropy (``target`` may be soft)."""
-    return F.binary_cross_entropy(probs, target, reduction="none")
-
-
-def one_hot_kl_terms(log_probs: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-instance ``KL(one_hot(y) || p)``."""
-    if target.numel() and int(target.max()) >= num_classes:
-        raise ValueError(f"y holds class {int(target.max())} but num_classes={num_classes}")
-    if log_probs.shape[1] != num_classes:
-        raise ValueError(f"the model returned {log_probs.shape[1]} classes but num_classes={num_classes}")
-    one_hot = F.one_hot(target, num_classes).to(log_probs.dtype)
-    return F.kl_div(log_probs, one_hot, reduction="none").sum(dim=1)
-
-
-def check_num_classes(num_classes: Any) -> int:
-    """Validate the ``num_classes`` argument of the KL losses."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    return num_classes
-
-
-class _NewErrorLoss(CompatibilityLoss):
-    """New Error: the dissonance is h2's base loss against the true labels, on S."""
-
-    def dissonance_terms(self, h2_out, h1_out, target):
-        return self.base_terms(h2_out, target)
-
-
-class BCNLLLoss(_NewErrorLoss):
+class BCNLLLoss(CompatibilityLoss):
     """New Error compatibility loss with a negative log likelihood base loss.
 
     ``loss = NLL(h2) + lambda_c * sum_{i in S} NLL_i(h2) / N`` where S holds the
@@ -71,11 +36,11 @@ class BCNLLLoss(_NewErrorLoss):
     >>> loss(x, y).backward()
     """
 
-    def base_terms(self, h2_out, target):
-        return nll_terms(h2_out, target)
+    family = NEW_ERROR
+    base = "nll"
 
 
-class BCCrossEntropyLoss(_NewErrorLoss):
+class BCCrossEntropyLoss(CompatibilityLoss):
     """New Error compatibility loss with a cross-entropy base loss.
 
     ``loss = CE(h2) + lambda_c * sum_{i in S} CE_i(h2) / N``; h2's output is
@@ -83,11 +48,11 @@ class BCCrossEntropyLoss(_NewErrorLoss):
     :class:`BCNLLLoss`.
     """
 
-    def base_terms(self, h2_out, target):
-        return nll_terms(h2_out, target)
+    family = NEW_ERROR
+    base = "cross-entropy"
 
 
-class BCBinaryCrossEntropyLoss(_NewErrorLoss):
+class BCBinaryCrossEntropyLoss(CompatibilityLoss):
     """New Error compatibility loss for binary models, with a binary cross-entropy base.
 
     Models return probabilities of shape ``(N,)`` or ``(N, 1)``; ``y`` holds 0/1
@@ -105,13 +70,12 @@ class BCBinaryCrossEntropyLoss(_NewErrorLoss):
         Reduction of the per-instance losses.
     """
 
+    family = NEW_ERROR
+    base = "binary-cross-entropy"
     binary = True
 
-    def base_terms(self, h2_out, target):
-        return bce_terms(h2_out, target)
 
-
-class BCKLDivergenceLoss(_NewErrorLoss):
+class BCKLDivergenceLoss(CompatibilityLoss):
     """New Error compatibility loss with a KL-divergence base loss.
 
     The base loss of an instance is ``KL(one_hot(y) || p2)``.
@@ -128,9 +92,9 @@ class BCKLDivergenceLoss(_NewErrorLoss):
         Reduction of the per-instance losses.
     """
 
-    def __init__(self, h1, h2, lambda_c, num_classes: int, **kwargs) -> None:
+    family = NEW_ERROR
+    base = "kl-divergence"
+
+    def __init__(self, h1: Any, h2: Any, lambda_c: float, num_classes: int, **kwargs: Any) -> None:
         super().__init__(h1, h2, lambda_c, **kwargs)
         self.num_classes = check_num_classes(num_classes)
-
-    def base_terms(self, h2_out, target):
-        return one_hot_kl_terms(h2_out, target, self.num_classes)

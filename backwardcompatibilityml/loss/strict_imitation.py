@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import Any
 
-from .new_error import bce_terms, check_num_classes, nll_terms, one_hot_kl_terms
 from .base import CompatibilityLoss
+from .functional import STRICT_IMITATION, check_num_classes, soft_cross_entropy_terms
 
 __all__ = [
     "StrictImitationNLLLoss",
@@ -15,10 +14,8 @@ __all__ = [
     "StrictImitationKLDivergenceLoss",
 ]
 
-
-def soft_cross_entropy_terms(h2_log_probs: torch.Tensor, h1_log_probs: torch.Tensor) -> torch.Tensor:
-    """Per-instance ``-sum_k p1_k log p2_k``: cross-entropy against h1's distribution."""
-    return -(h1_log_probs.exp() * h2_log_probs).sum(dim=1)
+# Kept importable from here for code written against the earlier module.
+_REEXPORTED = (soft_cross_entropy_terms,)
 
 
 class StrictImitationNLLLoss(CompatibilityLoss):
@@ -31,11 +28,8 @@ class StrictImitationNLLLoss(CompatibilityLoss):
     :class:`~backwardcompatibilityml.loss.BCNLLLoss`.
     """
 
-    def base_terms(self, h2_out, target):
-        return nll_terms(h2_out, target)
-
-    def dissonance_terms(self, h2_out, h1_out, target):
-        return soft_cross_entropy_terms(h2_out, h1_out)
+    family = STRICT_IMITATION
+    base = "nll"
 
 
 class StrictImitationCrossEntropyLoss(StrictImitationNLLLoss):
@@ -46,6 +40,8 @@ class StrictImitationCrossEntropyLoss(StrictImitationNLLLoss):
     :class:`~backwardcompatibilityml.loss.BCCrossEntropyLoss`.
     """
 
+    base = "cross-entropy"
+
 
 class StrictImitationBinaryCrossEntropyLoss(CompatibilityLoss):
     """Strict Imitation compatibility loss for binary models.
@@ -55,13 +51,9 @@ class StrictImitationBinaryCrossEntropyLoss(CompatibilityLoss):
     Parameters as :class:`~backwardcompatibilityml.loss.BCBinaryCrossEntropyLoss`.
     """
 
+    family = STRICT_IMITATION
+    base = "binary-cross-entropy"
     binary = True
-
-    def base_terms(self, h2_out, target):
-        return bce_terms(h2_out, target)
-
-    def dissonance_terms(self, h2_out, h1_out, target):
-        return bce_terms(h2_out, h1_out)
 
 
 class StrictImitationKLDivergenceLoss(CompatibilityLoss):
@@ -71,12 +63,9 @@ class StrictImitationKLDivergenceLoss(CompatibilityLoss):
     Parameters as :class:`~backwardcompatibilityml.loss.BCKLDivergenceLoss`.
     """
 
-    def __init__(self, h1, h2, lambda_c, num_classes: int, **kwargs) -> None:
+    family = STRICT_IMITATION
+    base = "kl-divergence"
+
+    def __init__(self, h1: Any, h2: Any, lambda_c: float, num_classes: int, **kwargs: Any) -> None:
         super().__init__(h1, h2, lambda_c, **kwargs)
         self.num_classes = check_num_classes(num_classes)
-
-    def base_terms(self, h2_out, target):
-        return one_hot_kl_terms(h2_out, target, self.num_classes)
-
-    def dissonance_terms(self, h2_out, h1_out, target):
-        return F.kl_div(h2_out, h1_out, reduction="none", log_target=True).sum(dim=1)

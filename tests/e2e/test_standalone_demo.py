@@ -1,7 +1,7 @@
 """The standalone demo page in Chromium: ``python -m backwardcompatibilityml demo --no-browser``.
 
 The tests of this file run in order against one demo process and one page:
-mount, first sweep, filters, point details, Regress region, class bars,
+mount, first sweep, executor, filters, axes and zoom, point details, Regress region, class bars,
 instance dialog, cancelled second sweep, console errors, clean stop.
 """
 
@@ -65,8 +65,16 @@ def test_start_sweep_shows_progress_and_points(widget):
     widget.run_first_sweep()
 
 
+def test_header_names_the_executor(widget):
+    widget.check_executor_line()
+
+
 def test_filters_hide_points(widget):
     widget.check_filters()
+
+
+def test_axes_fit_each_plot_and_zoom_resets(widget):
+    widget.check_axes_and_zoom()
 
 
 def test_clicked_point_details_equal_the_api(widget):

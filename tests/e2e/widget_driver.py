@@ -48,7 +48,7 @@ TABLE_JS = """
     rows,
     busy: table.getAttribute('aria-busy') === 'true',
     page: pager ? [Number(pager[1]), Number(pager[2])] : null,
-    filter: clear ? clear.parentElement.textContent.replace('Clear filter', '').trim() : null,
+    filter: clear ? (clear.parentElement.querySelector('.bcml-filter-chip') || {textContent: ''}).textContent.trim() : null,
   };
 }
 """
@@ -141,6 +141,7 @@ class WidgetDriver:
         """Start sweep: the bar advances, points stream in while it runs, the sweep completes."""
         self.button("Start sweep").click()
         samples: List[Tuple[float, int, int]] = []
+        stacked = []  # how many jobs trained at once, per status sample
         shot_taken = False
         started = time.monotonic()
         # The click's request reaches the server asynchronously: until it does, the API still says idle.
@@ -149,6 +150,7 @@ class WidgetDriver:
             snap = self.snapshot()
             status = self.api.status()
             samples.append((round(time.monotonic() - started, 2), snap["value"], snap["points"]))
+            stacked.append((status.get("executor"), len(status.get("running_jobs") or [])))
             if not shot_taken and 0 < snap["points"] < status["total_points"] and snap["value"] < 100:
                 self.screenshot("sweep-running")
                 shot_taken = True
@@ -170,8 +172,12 @@ class WidgetDriver:
         assert values == sorted(values), f"the progress bar never goes back: {samples}"
         intermediate = sorted({v for v in values if 0 < v < 100})
         assert len(intermediate) >= 2, f"the progress bar advances through the sweep: {samples}"
-        assert any(0 < p < total and v < 100 for _, v, p in samples), \
-            f"points appear while the sweep runs: {samples}"
+        if any(executor == "vectorized" for executor, _ in stacked):
+            # Several trainings run as one stacked model: its points arrive together, when the chunk is done.
+            assert max(jobs for _, jobs in stacked) > 1, f"the vectorized executor trains jobs together: {stacked}"
+        else:
+            assert any(0 < p < total and v < 100 for _, v, p in samples), \
+                f"points appear while the sweep runs: {samples}"
         summary = self.api.summary()
         assert len(summary["data"]) == total
         self.state["summary"] = summary
@@ -216,6 +222,66 @@ class WidgetDriver:
                     return index
         raise AssertionError(f"no uncovered datapoint with regress instances: {candidates}")
 
+    def click_point(self, marker: Any, index: int) -> None:
+        """Click a point's marker; when it lies in a stack, pick ``index`` from the menu that opens."""
+        marker.click()
+        menu = self.root.get_by_role("menu")
+        if menu.count() > 0:
+            menu.locator(f'[data-choice-index="{index}"]').click()
+            expect(menu).to_have_count(0)
+
+    def check_executor_line(self) -> None:
+        """The header names the executor the server reports (and its note)."""
+        status = self.api.status()
+        assert status.get("executor"), f"the server reports its executor: {status}"
+        line = self.root.locator('[data-field="executor"]')
+        expect(line).to_contain_text(f"Executor: {status['executor']}")
+        if status.get("executor_note"):
+            expect(line).to_contain_text(status["executor_note"])
+
+    def check_axes_and_zoom(self) -> None:
+        """Each plot's axes fit its own points; a dragged rectangle zooms, "Reset zoom" goes back."""
+        data = self.state["summary"]["data"]
+        for metric in ("btc", "bec"):
+            svg = self.root.locator(f'[data-plot="{metric}"] svg').first
+            x_lo, x_hi = (float(v) for v in svg.get_attribute("data-x-domain").split(","))
+            y_lo, y_hi = (float(v) for v in svg.get_attribute("data-y-domain").split(","))
+            xs = [p[metric] for p in data]
+            ys = [p["performance"] for p in data]
+            assert x_lo <= min(xs) and x_hi >= max(xs), f"{metric}: x axis {x_lo}..{x_hi} holds {min(xs)}..{max(xs)}"
+            assert x_hi - x_lo <= 1.2 * max(max(xs) - min(xs), 0.02) + 1e-9, \
+                f"{metric}: x axis {x_lo}..{x_hi} fits the points {min(xs)}..{max(xs)}"
+            assert y_lo <= min(ys) and y_hi >= max(ys), f"{metric}: y axis {y_lo}..{y_hi} holds {min(ys)}..{max(ys)}"
+            for dataset in ("training", "testing"):
+                shown = self.root.locator(f'[data-plot="{metric}"] .bcml-h1-label[data-dataset="{dataset}"]')
+                expect(shown).to_have_count(1)
+        plot = self.root.locator('[data-plot="btc"]')
+        svg = plot.locator("svg").first
+        reset = plot.get_by_role("button", name="Reset zoom of the BTC plot")
+        expect(reset).to_be_disabled()
+        before = svg.get_attribute("data-x-domain")
+        overlay = plot.locator(".bcml-brush .overlay")
+        box = overlay.bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 100, box
+        start = (box["x"] + 3, box["y"] + 3)
+        end = (box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6)
+        self.page.mouse.move(*start)
+        self.page.mouse.down()
+        self.page.mouse.move(*end, steps=8)
+        self.page.mouse.up()
+        expect(svg).to_have_attribute("data-zoomed", "true")
+        x_lo, x_hi = (float(v) for v in svg.get_attribute("data-x-domain").split(","))
+        b_lo, b_hi = (float(v) for v in before.split(","))
+        assert b_lo - 1e-9 <= x_lo < x_hi < b_hi and (x_hi - x_lo) < 0.7 * (b_hi - b_lo), \
+            f"the zoomed x axis {x_lo}..{x_hi} is a part of {b_lo}..{b_hi}"
+        expect(reset).to_be_enabled()
+        self.screenshot("btc-zoomed")
+        reset.click()
+        expect(svg).to_have_attribute("data-zoomed", "false")
+        expect(svg).to_have_attribute("data-x-domain", before)
+        total = len(data)
+        wait_until(lambda: self.snapshot()["points"] == total, 10, 0.2, "every point after the reset")
+
     def check_point_details(self) -> int:
         """Clicking a point shows the API's numbers for that datapoint, three decimals."""
         index = self.choose_point()
@@ -226,7 +292,7 @@ class WidgetDriver:
             match = re.search(rf"\b{name} (-?\d+(?:\.\d+)?)", label)
             assert match and abs(float(match.group(1)) - evaluation[key]) <= 0.0005 + 1e-9, \
                 f"the point's label names its {name} {evaluation[key]}: {label!r}"
-        marker.click()
+        self.click_point(marker, index)
         expect(marker).to_have_attribute("aria-pressed", "true")
         for key in ("lambda_c", "btc", "bec", "nfr", "h1_performance", "h2_performance"):
             cell = self.root.locator(f'[data-field="{key}"]')

@@ -89,18 +89,20 @@ export class ApiClient {
     return this.url(`instance_data/${instanceId}`, { token: this.token });
   }
 
-  private async request<T>(
+  /** Sends a request with the token header; a non-2xx answer becomes an ApiError with the server's message. */
+  private async send(
     method: "GET" | "POST",
     path: string,
-    params?: Record<string, string | number | undefined>,
+    params: Record<string, string | number | undefined> | undefined,
+    accept: string,
     signal?: AbortSignal,
-  ): Promise<T> {
+  ): Promise<Response> {
     const url = this.url(path, params);
     let response: Response;
     try {
       response = await this.fetchImpl(url, {
         method,
-        headers: { [TOKEN_HEADER]: this.token, Accept: "application/json" },
+        headers: { [TOKEN_HEADER]: this.token, Accept: accept },
         cache: "no-store",
         signal,
       });
@@ -111,22 +113,25 @@ export class ApiClient {
         0,
       );
     }
-    let body: unknown = undefined;
-    const text = await response.text();
-    if (text) {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-    }
     if (!response.ok) {
+      const body = parseJson(await response.text());
       const message =
         body && typeof body === "object" && typeof (body as { error?: unknown }).error === "string"
           ? (body as { error: string }).error
           : `The widget server answered ${response.status}${response.statusText ? ` ${response.statusText}` : ""}.`;
       throw new ApiError(message, response.status);
     }
+    return response;
+  }
+
+  private async request<T>(
+    method: "GET" | "POST",
+    path: string,
+    params?: Record<string, string | number | undefined>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const response = await this.send(method, path, params, "application/json", signal);
+    const body = parseJson(await response.text());
     if (body === undefined) {
       throw new ApiError(`The widget server sent an answer that is not JSON (${path}).`, response.status);
     }
@@ -154,20 +159,47 @@ export class ApiClient {
   }
 
   getInstances(datapointIndex: number, query: InstanceQuery = {}, signal?: AbortSignal): Promise<InstancePage> {
-    const sort = query.sort ? `${query.sort.descending ? "-" : ""}${query.sort.key}` : undefined;
     return this.request(
       "GET",
       `evaluation_data/${datapointIndex}/instances`,
-      {
-        region: query.region,
-        model: query.model,
-        class: query.class,
-        sort,
-        offset: query.offset,
-        limit: query.limit,
-      },
+      { ...filterParams(query), offset: query.offset, limit: query.limit },
       signal,
     );
+  }
+
+  /**
+   * The instance list of a datapoint under a filter and sort, every row, as
+   * CSV (`instances.csv`). The token goes in the header, never in the URL.
+   */
+  async getInstancesCsv(datapointIndex: number, query: InstanceQuery = {}, signal?: AbortSignal): Promise<Blob> {
+    const response = await this.send(
+      "GET",
+      `evaluation_data/${datapointIndex}/instances.csv`,
+      filterParams(query),
+      "text/csv",
+      signal,
+    );
+    const blob = await response.blob();
+    return blob.type ? blob : new Blob([blob], { type: "text/csv" });
+  }
+}
+
+/** Query parameters of an instance filter and sort (no paging). */
+function filterParams(query: InstanceQuery): Record<string, string | number | undefined> {
+  return {
+    region: query.region,
+    model: query.model,
+    class: query.class,
+    sort: query.sort ? `${query.sort.descending ? "-" : ""}${query.sort.key}` : undefined,
+  };
+}
+
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

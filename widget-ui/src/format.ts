@@ -1,5 +1,6 @@
 // Number and label formatting shared by the views.
-import type { DataPoint, Dataset, LossFamily } from "./types";
+import { datasetOf, familyIndex, familyLabel, familyOf } from "./families";
+import type { DataPoint, FamilyInfo, RunningJob } from "./types";
 
 /** A value with exactly three decimals ("0.931"); "n/a" when missing. */
 export function fmt3(value: number | null | undefined): string {
@@ -36,24 +37,10 @@ export function fmtEta(seconds: number | null | undefined): string {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-export function familyLabel(family: LossFamily | null | undefined): string {
-  if (family === "new-error") return "New Error";
-  if (family === "strict-imitation") return "Strict Imitation";
-  return "n/a";
-}
-
-export function familyOf(point: DataPoint): LossFamily {
-  return point["new-error"] ? "new-error" : "strict-imitation";
-}
-
-export function datasetOf(point: DataPoint): Dataset {
-  return point.training ? "training" : "testing";
-}
-
 /** The accessible name of a scatter-plot point. */
-export function pointLabel(point: DataPoint): string {
+export function pointLabel(point: DataPoint, families: readonly FamilyInfo[]): string {
   return (
-    `${familyLabel(familyOf(point))}, ${datasetOf(point)}, lambda_c ${fmtLambda(point.lambda_c)}, ` +
+    `${familyLabel(familyOf(point), families)}, ${datasetOf(point)}, lambda_c ${fmtLambda(point.lambda_c)}, ` +
     `performance ${fmt3(point.performance)}, BTC ${fmt3(point.btc)}, BEC ${fmt3(point.bec)}`
   );
 }
@@ -61,4 +48,30 @@ export function pointLabel(point: DataPoint): string {
 export function metricLabel(metric: string | null | undefined): string {
   if (!metric) return "performance";
   return metric.replace(/_/g, " ");
+}
+
+/** A list of lambda_c values, shortened when long: "0, 0.1, …, 1 (11 values)". */
+export function fmtLambdaList(values: readonly number[], max = 4): string {
+  const sorted = [...values].sort((a, b) => a - b).map(fmtLambda);
+  if (sorted.length <= max) return sorted.join(", ");
+  return `${sorted[0]}, ${sorted[1]}, …, ${sorted[sorted.length - 1]} (${sorted.length} values)`;
+}
+
+/**
+ * The jobs that train now, grouped by family in the sweep's order:
+ * "New Error at lambda_c 0, 0.5; Strict Imitation at lambda_c 0". Empty: "".
+ */
+export function fmtRunningJobs(jobs: readonly RunningJob[], families: readonly FamilyInfo[]): string {
+  const groups = new Map<string, number[]>();
+  for (const job of jobs) {
+    if (!job || typeof job.family !== "string" || !Number.isFinite(job.lambda_c)) continue;
+    const list = groups.get(job.family) ?? [];
+    list.push(job.lambda_c);
+    groups.set(job.family, list);
+  }
+  const order = (name: string) => familyIndex(name, families);
+  return [...groups.entries()]
+    .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b))
+    .map(([family, lambdas]) => `${familyLabel(family, families)} at lambda_c ${fmtLambdaList(lambdas)}`)
+    .join("; ");
 }

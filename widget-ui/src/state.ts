@@ -1,5 +1,5 @@
 // The widget's state: one reducer per mounted widget, plus pure selectors.
-import { datasetOf, familyOf } from "./format";
+import { datasetOf, familyOf } from "./families";
 import type {
   DataPoint,
   EvaluationData,
@@ -18,8 +18,8 @@ export const LAMBDA_TOLERANCE = 1e-6;
 export interface PointFilters {
   training: boolean;
   testing: boolean;
-  newError: boolean;
-  strictImitation: boolean;
+  /** Names of the loss families whose points are hidden (unchecked). */
+  hiddenFamilies: string[];
   /** Text of the inputs; empty means unbounded. */
   lambdaMin: string;
   lambdaMax: string;
@@ -57,8 +57,7 @@ export interface WidgetState {
 export const DEFAULT_FILTERS: PointFilters = {
   training: true,
   testing: true,
-  newError: true,
-  strictImitation: true,
+  hiddenFamilies: [],
   lambdaMin: "0",
   lambdaMax: "1",
 };
@@ -74,7 +73,7 @@ export function initialState(): WidgetState {
     actionError: null,
     pollError: null,
     pending: null,
-    filters: { ...DEFAULT_FILTERS },
+    filters: { ...DEFAULT_FILTERS, hiddenFamilies: [] },
     selectedIndex: null,
     evaluation: { ...EMPTY_LOADABLE },
     table: { filter: {}, sort: { ...DEFAULT_SORT }, page: 0 },
@@ -193,6 +192,12 @@ export function isBoundInvalid(text: string): boolean {
   return text.trim() !== "" && parseBound(text) === null;
 }
 
+/** The hidden-family list after checking (shown) or unchecking a family. */
+export function withFamilyShown(hidden: readonly string[], name: string, shown: boolean): string[] {
+  const rest = hidden.filter((n) => n !== name);
+  return shown ? rest : [...rest, name];
+}
+
 export function visiblePoints(points: readonly DataPoint[], filters: PointFilters): DataPoint[] {
   const min = parseBound(filters.lambdaMin);
   const max = parseBound(filters.lambdaMax);
@@ -200,9 +205,7 @@ export function visiblePoints(points: readonly DataPoint[], filters: PointFilter
     const dataset = datasetOf(p);
     if (dataset === "training" && !filters.training) return false;
     if (dataset === "testing" && !filters.testing) return false;
-    const family = familyOf(p);
-    if (family === "new-error" && !filters.newError) return false;
-    if (family === "strict-imitation" && !filters.strictImitation) return false;
+    if (filters.hiddenFamilies.includes(familyOf(p))) return false;
     if (min !== null && p.lambda_c < min - LAMBDA_TOLERANCE) return false;
     if (max !== null && p.lambda_c > max + LAMBDA_TOLERANCE) return false;
     return true;

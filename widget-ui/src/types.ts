@@ -11,7 +11,20 @@ export interface WidgetConfig {
 }
 
 export type SweepState = "idle" | "running" | "completed" | "failed" | "cancelled";
-export type LossFamily = "new-error" | "strict-imitation";
+/** A loss family's name ("new-error", "strict-imitation", or any other the sweep lists). */
+export type LossFamily = string;
+
+/** One loss family of the sweep, as `sweep_summary.families` lists it. */
+export interface FamilyInfo {
+  name: LossFamily;
+  label: string;
+}
+
+/** A training job that runs now (`sweep_status.running_jobs`). */
+export interface RunningJob {
+  lambda_c: number;
+  family: LossFamily;
+}
 
 export interface SweepStatus {
   running: boolean;
@@ -24,15 +37,26 @@ export interface SweepStatus {
   total_points: number;
   eta_seconds: number | null;
   error: string | null;
+  /** The executor that trains ("vectorized", "sequential", ...); older servers omit it. */
+  executor?: string | null;
+  /** Why the executor differs from the one asked for (a fallback), or null. */
+  executor_note?: string | null;
+  /** The jobs that train now. */
+  running_jobs?: RunningJob[] | null;
 }
 
 export interface DataPoint {
   datapoint_index: number;
   lambda_c: number;
+  /** The loss family's name; older folders only have the seed's booleans. */
+  family?: LossFamily;
+  /** "training" or "testing"; older folders only have the booleans. */
+  dataset?: Dataset;
   training: boolean;
   testing: boolean;
-  "new-error": boolean;
-  "strict-imitation": boolean;
+  /** The seed's family booleans (`"new-error"`, `"strict-imitation"`), kept by every record. */
+  "new-error"?: boolean;
+  "strict-imitation"?: boolean;
   performance: number;
   h1_performance: number;
   btc: number;
@@ -46,6 +70,10 @@ export interface SweepSummary {
   h1_performance: number | null;
   performance_metric: string;
   data: DataPoint[];
+  /** The sweep's loss families in order; missing in older folders. */
+  families?: FamilyInfo[] | null;
+  /** False when the server has no image callback (`serve FOLDER`); missing means true. */
+  instance_images?: boolean | null;
 }
 
 export interface ClassAccuracy {

@@ -118,4 +118,25 @@ describe("ApiClient", () => {
     });
     expect(api.instanceImageUrl(17)).toBe("https://x.example/p/api/v1/instance_data/17?token=a%20b%26c");
   });
+
+  it("fetches the CSV with the token in the header, the filter and sort in the query, no paging", async () => {
+    const { fetch, calls } = fakeFetch(() => ({ body: "instance_id,h1_prediction\n3,1\n", contentType: "text/csv; charset=utf-8" }));
+    const api = new ApiClient({ environment_type: "local", port: 5012, token: "s3cret" }, page, { fetch });
+    const blob = await api.getInstancesCsv(7, { region: "regress", class: 3, model: "h2", sort: { key: "ground_truth", descending: true } });
+    expect(await blob.text()).toBe("instance_id,h1_prediction\n3,1\n");
+    expect(blob.type).toContain("text/csv");
+    const call = calls[0];
+    expect(call.path).toBe("/api/v1/evaluation_data/7/instances.csv");
+    expect(call.headers[TOKEN_HEADER.toLowerCase()]).toBe("s3cret");
+    expect(call.headers.accept).toBe("text/csv");
+    expect(call.url).not.toContain("s3cret");
+    expect(call.query.has("token")).toBe(false);
+    expect(Object.fromEntries(call.query)).toEqual({ region: "regress", model: "h2", class: "3", sort: "-ground_truth" });
+  });
+
+  it("reports a failed CSV download with the server's message", async () => {
+    const { fetch } = fakeFetch(() => ({ status: 404, body: { error: "No evaluation data for datapoint 9." } }));
+    const api = new ApiClient({ port: 1, token: "t" }, page, { fetch });
+    await expect(api.getInstancesCsv(9)).rejects.toThrow("No evaluation data for datapoint 9.");
+  });
 });

@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { act, fireEvent, waitFor, within } from "@testing-library/react";
 import { mountWidget, type MountedWidget } from "../src/index";
-import { fakeServer, makeStatus, makeSummary, type Call } from "./fixtures";
+import { fakeServer, makeLegacySummary, makeStatus, makeSummary, type Call } from "./fixtures";
 
 const page = { protocol: "http:", hostname: "127.0.0.1" };
 
@@ -10,6 +10,15 @@ function host(): HTMLElement {
   document.body.appendChild(el);
   return el;
 }
+
+// Widgets a test mounted: unmounted after it, so that no poller outlives its test.
+const mounted: MountedWidget[] = [];
+
+afterEach(() => {
+  act(() => {
+    for (const w of mounted.splice(0)) w.unmount();
+  });
+});
 
 async function mount(el: HTMLElement, server: ReturnType<typeof fakeServer>, port = 5012, token = "tok"): Promise<MountedWidget> {
   let w!: MountedWidget;
@@ -20,6 +29,7 @@ async function mount(el: HTMLElement, server: ReturnType<typeof fakeServer>, por
       pollIntervalMs: 15,
     });
   });
+  mounted.push(w);
   return w;
 }
 
@@ -80,7 +90,7 @@ describe("the mounted widget", () => {
     };
     const el = host();
     await act(async () => {
-      mountWidget(el, { port: 5012, token: "tok" }, { fetch: flaky, location: page, pollIntervalMs: 15 });
+      mounted.push(mountWidget(el, { port: 5012, token: "tok" }, { fetch: flaky, location: page, pollIntervalMs: 15 }));
     });
     await waitFor(() => expect(within(el).getByText(/Running/)).toBeTruthy());
     fail = 1;
@@ -114,7 +124,7 @@ describe("the mounted widget", () => {
         : original(input, init);
     const el2 = host();
     await act(async () => {
-      mountWidget(el2, { port: 5012, token: "tok" }, { fetch: conflict, location: page, pollIntervalMs: 15 });
+      mounted.push(mountWidget(el2, { port: 5012, token: "tok" }, { fetch: conflict, location: page, pollIntervalMs: 15 }));
     });
     const start2 = await within(el2).findByRole("button", { name: "Start sweep" });
     await waitFor(() => expect((start2 as HTMLButtonElement).disabled).toBe(false));
@@ -217,5 +227,86 @@ describe("the mounted widget", () => {
 
   it("shows a clear message when mounted on a missing element", () => {
     expect(() => mountWidget(null as unknown as HTMLElement, {})).toThrow(/element/);
+  });
+
+  it("downloads the table's CSV under its filter and sort, the token in a header", async () => {
+    const server = fakeServer();
+    const el = host();
+    await mount(el, server);
+    await waitFor(() => expect(el.querySelectorAll("[data-datapoint-index]").length).toBe(16));
+    await act(async () => fireEvent.click(el.querySelector('[data-datapoint-index="5"]')!));
+    const regress = await within(el).findByRole("button", { name: /^Regress: 20 instances/ });
+    await act(async () => fireEvent.click(regress));
+    await act(async () => fireEvent.click(within(el).getByRole("button", { name: /^Ground truth/ })));
+    const saved: { href: string; download: string }[] = [];
+    Object.assign(URL, { createObjectURL: () => "blob:http://127.0.0.1/csv-1", revokeObjectURL: () => {} });
+    vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      saved.push({ href: this.href, download: this.download });
+    });
+    await act(async () => fireEvent.click(within(el).getByRole("button", { name: "Download CSV" })));
+    await waitFor(() => expect(saved).toHaveLength(1));
+    const call = server.calls.find((c) => c.path.endsWith("/instances.csv"))!;
+    expect(call.path).toBe("/api/v1/evaluation_data/5/instances.csv");
+    expect(Object.fromEntries(call.query)).toEqual({ region: "regress", sort: "ground_truth" });
+    expect(call.headers["x-bcml-token"]).toBe("tok");
+    expect(call.url).not.toContain("tok");
+    expect(saved[0]).toEqual({ href: "blob:http://127.0.0.1/csv-1", download: "bcml-datapoint-5-instances-regress.csv" });
+  });
+
+  it("asks for no image when the server has no image callback, and says so", async () => {
+    const server = fakeServer({ summary: makeSummary(8, { instance_images: false }) });
+    const el = host();
+    await mount(el, server);
+    await waitFor(() => expect(el.querySelectorAll("[data-datapoint-index]").length).toBe(16));
+    await act(async () => fireEvent.click(el.querySelector('[data-datapoint-index="1"]')!));
+    await waitFor(() => expect(within(el).getByText("page 1 of 3")).toBeTruthy());
+    expect(within(el).getByRole("note").textContent).toContain("without an image callback");
+    expect(el.querySelectorAll("img")).toHaveLength(0);
+    expect(el.innerHTML).not.toContain("instance_data");
+    expect(server.calls.some((c) => c.path.includes("instance_data"))).toBe(false);
+  });
+
+  it("reads an older folder's summary (no families, no flags) from the seed's booleans", async () => {
+    const server = fakeServer({ summary: makeLegacySummary(8) });
+    const el = host();
+    await mount(el, server);
+    await waitFor(() => expect(el.querySelectorAll("[data-datapoint-index]").length).toBe(16));
+    for (const name of ["New Error", "Strict Imitation"]) {
+      expect((within(el).getByRole("checkbox", { name }) as HTMLInputElement).checked).toBe(true);
+    }
+    await act(async () => fireEvent.click(within(el).getByRole("checkbox", { name: "New Error" })));
+    // Strict Imitation only: indices 2, 3, 6, 7, in two plots.
+    const shown = new Set([...el.querySelectorAll("[data-datapoint-index]")].map((e) => e.getAttribute("data-datapoint-index")));
+    expect([...shown].sort()).toEqual(["2", "3", "6", "7"]);
+    await act(async () => fireEvent.click(el.querySelector('[data-datapoint-index="3"]')!));
+    await waitFor(() => expect(el.querySelector('[data-field="family"]')?.textContent).toBe("Strict Imitation"));
+    expect(el.querySelector('[data-field="dataset"]')?.textContent).toBe("testing");
+    // Images are assumed when the summary does not say.
+    await waitFor(() => expect(el.querySelectorAll("img").length).toBeGreaterThan(0));
+  });
+
+  it("shows the executor and the running jobs in the header", async () => {
+    const server = fakeServer({
+      status: makeStatus({
+        running: true,
+        state: "running",
+        completed_points: 0,
+        total_points: 8,
+        executor: "vectorized",
+        executor_note: null,
+        running_jobs: [
+          { lambda_c: 0, family: "new-error" },
+          { lambda_c: 0, family: "strict-imitation" },
+        ],
+      }),
+      summary: makeSummary(0),
+    });
+    const el = host();
+    await mount(el, server);
+    await waitFor(() =>
+      expect(el.querySelector('[data-field="executor"]')?.textContent).toBe(
+        "Executor: vectorized · training 2 jobs: New Error at lambda_c 0; Strict Imitation at lambda_c 0",
+      ),
+    );
   });
 });

@@ -3,7 +3,7 @@ import { paddedDomain } from "../src/charts/axis";
 import { paretoIndices } from "../src/charts/pareto";
 import { distanceForOverlap, overlapArea, regionPaths, vennLayout } from "../src/charts/venn";
 import { fmt3, fmtEta, fmtLambda, fmtPercent, fmtSigned3, pointLabel } from "../src/format";
-import { makePoint } from "./fixtures";
+import { FAMILIES, makePoint } from "./fixtures";
 
 describe("venn", () => {
   it("overlap area: disjoint, contained, partial", () => {
@@ -107,6 +107,6 @@ describe("format", () => {
       btc: 0.9824,
       bec: 0.3051,
     });
-    expect(pointLabel(p)).toBe("New Error, testing, lambda_c 0.25, performance 0.931, BTC 0.982, BEC 0.305");
+    expect(pointLabel(p, FAMILIES)).toBe("New Error, testing, lambda_c 0.25, performance 0.931, BTC 0.982, BEC 0.305");
   });
 });

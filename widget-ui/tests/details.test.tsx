@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { render, screen } from "@testing-library/react";
 import { PointDetails } from "../src/components/PointDetails";
-import { makeEvaluation, makePoint } from "./fixtures";
+import { FAMILIES, makeEvaluation, makePoint } from "./fixtures";
 
 describe("PointDetails", () => {
   it("asks for a selection when none", () => {
-    render(<PointDetails point={null} evaluation={null} metricLabel="model accuracy" />);
+    render(<PointDetails point={null} families={FAMILIES} evaluation={null} metricLabel="model accuracy" />);
     expect(screen.getByText(/Select a point/)).toBeTruthy();
   });
 
@@ -19,7 +19,7 @@ describe("PointDetails", () => {
       h1_performance: 0.9,
     });
     const { container } = render(
-      <PointDetails point={point} evaluation={makeEvaluation(1, { h2_performance: 0.93 })} metricLabel="model accuracy" />,
+      <PointDetails point={point} families={FAMILIES} evaluation={makeEvaluation(1, { h2_performance: 0.93 })} metricLabel="model accuracy" />,
     );
     const field = (name: string) => container.querySelector(`[data-field="${name}"]`)?.textContent;
     expect(field("btc")).toBe("0.982");

@@ -2,6 +2,7 @@
 import type {
   DataPoint,
   EvaluationData,
+  FamilyInfo,
   InstanceItem,
   InstancePage,
   SweepStatus,
@@ -24,6 +25,15 @@ export function makeStatus(overrides: Partial<SweepStatus> = {}): SweepStatus {
   };
 }
 
+export const FAMILIES: FamilyInfo[] = [
+  { name: "new-error", label: "New Error" },
+  { name: "strict-imitation", label: "Strict Imitation" },
+];
+
+/**
+ * A datapoint as the server sends it: `family` and `dataset` besides the
+ * seed's booleans. Index map of the server: (lambda * families + family) * 2 + dataset.
+ */
 export function makePoint(index: number, overrides: Partial<DataPoint> = {}): DataPoint {
   const training = index % 2 === 0;
   const lambda = Math.floor(index / 4) * 0.25;
@@ -31,6 +41,8 @@ export function makePoint(index: number, overrides: Partial<DataPoint> = {}): Da
   return {
     datapoint_index: index,
     lambda_c: lambda,
+    family: newError ? "new-error" : "strict-imitation",
+    dataset: training ? "training" : "testing",
     training,
     testing: !training,
     "new-error": newError,
@@ -46,11 +58,31 @@ export function makePoint(index: number, overrides: Partial<DataPoint> = {}): Da
   };
 }
 
-export function makeSummary(count: number): SweepSummary {
+/** A point of an older folder: only the seed's booleans say its family and dataset. */
+export function makeLegacyPoint(index: number, overrides: Partial<DataPoint> = {}): DataPoint {
+  const { family: _family, dataset: _dataset, ...rest } = makePoint(index, overrides);
+  void _family;
+  void _dataset;
+  return rest;
+}
+
+export function makeSummary(count: number, overrides: Partial<SweepSummary> = {}): SweepSummary {
   return {
     h1_performance: 0.88,
     performance_metric: "model_accuracy",
+    families: FAMILIES,
+    instance_images: true,
     data: Array.from({ length: count }, (_, i) => makePoint(i)),
+    ...overrides,
+  };
+}
+
+/** A summary of an older folder: no `families`, no `instance_images`, points without `family` / `dataset`. */
+export function makeLegacySummary(count: number): SweepSummary {
+  return {
+    h1_performance: 0.88,
+    performance_metric: "model_accuracy",
+    data: Array.from({ length: count }, (_, i) => makeLegacyPoint(i)),
   };
 }
 
@@ -108,7 +140,14 @@ export interface Call {
   headers: Record<string, string>;
 }
 
-export type Handler = (call: Call) => { status?: number; body: unknown } | Promise<{ status?: number; body: unknown }>;
+/** An answer: JSON of `body`, or `body` as text of `contentType` when that is given. */
+export interface Answer {
+  status?: number;
+  body: unknown;
+  contentType?: string;
+}
+
+export type Handler = (call: Call) => Answer | Promise<Answer>;
 
 export function jsonResponse(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), {
@@ -136,6 +175,9 @@ export function fakeFetch(handler: Handler) {
     calls.push(call);
     if (init?.signal?.aborted) throw new DOMException("aborted", "AbortError");
     const res = await handler(call);
+    if (res.contentType) {
+      return new Response(String(res.body), { status: res.status ?? 200, headers: { "Content-Type": res.contentType } });
+    }
     return jsonResponse(res.body, res.status ?? 200);
   };
   return { fetch: fn, calls };
@@ -153,6 +195,14 @@ export function fakeServer(options: { status?: SweepStatus; summary?: SweepSumma
       const limit = Number(query.get("limit") ?? 50);
       return makePage(23, offset, limit);
     },
+    csv: (index: number, query: URLSearchParams): string => {
+      void query;
+      const rows = makePage(23, 0, 23).items.map(
+        (i) => `${i.instance_id},${i.h1_prediction},${i.h2_prediction},${i.ground_truth},${i.region}`,
+      );
+      void index;
+      return ["instance_id,h1_prediction,h2_prediction,ground_truth,region", ...rows].join("\n") + "\n";
+    },
   };
   const handler: Handler = (call) => {
     const p = call.path.replace(/^\/api\/v1\//, "");
@@ -168,6 +218,8 @@ export function fakeServer(options: { status?: SweepStatus; summary?: SweepSumma
     }
     m = /^evaluation_data\/(\d+)\/instances$/.exec(p);
     if (m) return { body: state.instances(Number(m[1]), call.query) };
+    m = /^evaluation_data\/(\d+)\/instances\.csv$/.exec(p);
+    if (m) return { body: state.csv(Number(m[1]), call.query), contentType: "text/csv; charset=utf-8" };
     return { status: 404, body: { error: "Unknown route." } };
   };
   const { fetch, calls } = fakeFetch(handler);

@@ -1,12 +1,13 @@
 import { describe, expect, it, vi } from "vitest";
 import { fireEvent, render, screen } from "@testing-library/react";
-import { Header } from "../src/components/Header";
-import { makeStatus } from "./fixtures";
+import { executorText, Header, statusText } from "../src/components/Header";
+import { FAMILIES, makeStatus } from "./fixtures";
 import type { SweepStatus } from "../src/types";
 
 function renderHeader(status: SweepStatus | null, extra: Partial<Parameters<typeof Header>[0]> = {}) {
   const props = {
     status,
+    families: FAMILIES,
     pending: null,
     actionError: null,
     pollError: null,
@@ -81,5 +82,80 @@ describe("Header", () => {
     expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("100");
     fireEvent.click(screen.getByRole("button", { name: "Dismiss" }));
     expect(props.onDismissError).toHaveBeenCalledOnce();
+  });
+
+  it("shows the executor, its note and the jobs running now", () => {
+    const { container } = render(
+      <Header
+        status={makeStatus({
+          running: true,
+          state: "running",
+          total_points: 20,
+          executor: "vectorized",
+          executor_note: null,
+          running_jobs: [
+            { lambda_c: 0.5, family: "strict-imitation" },
+            { lambda_c: 0, family: "new-error" },
+            { lambda_c: 0.25, family: "new-error" },
+          ],
+        })}
+        families={FAMILIES}
+        pending={null}
+        actionError={null}
+        pollError={null}
+        onStart={vi.fn()}
+        onCancel={vi.fn()}
+        onDismissError={vi.fn()}
+      />,
+    );
+    const line = container.querySelector('[data-field="executor"]')!;
+    expect(line.textContent).toBe(
+      "Executor: vectorized · training 3 jobs: New Error at lambda_c 0, 0.25; Strict Imitation at lambda_c 0.5",
+    );
+  });
+
+  it("shows a fallback note, shortens long job lists, and hides jobs once the sweep stops", () => {
+    const jobs = Array.from({ length: 11 }, (_, i) => ({ lambda_c: i / 10, family: "new-error" }));
+    const running = makeStatus({
+      running: true,
+      state: "running",
+      executor: "sequential",
+      executor_note: "vectorized does not apply: LBFGS is not an element-wise optimizer",
+      running_jobs: jobs,
+    });
+    expect(executorText(running, FAMILIES)).toBe(
+      "Executor: sequential (vectorized does not apply: LBFGS is not an element-wise optimizer) · " +
+        "training 11 jobs: New Error at lambda_c 0, 0.1, …, 1 (11 values)",
+    );
+    renderHeader(running);
+    expect(screen.getByText(/^Executor: sequential \(vectorized does not apply: LBFGS/)).toBeTruthy();
+    expect(executorText(makeStatus({ executor: null, executor_note: "falling back" }), FAMILIES)).toBe("falling back");
+    const done = makeStatus({ state: "completed", executor: "vectorized", running_jobs: jobs });
+    expect(executorText(done, FAMILIES)).toBe("Executor: vectorized");
+  });
+
+  it("says nothing of executors an older server does not report", () => {
+    const { container } = render(
+      <Header
+        status={makeStatus({ running: true, state: "running" })}
+        families={FAMILIES}
+        pending={null}
+        actionError={null}
+        pollError={null}
+        onStart={vi.fn()}
+        onCancel={vi.fn()}
+        onDismissError={vi.fn()}
+      />,
+    );
+    expect(container.querySelector('[data-field="executor"]')).toBeNull();
+    expect(executorText(null, FAMILIES)).toBe("");
+  });
+
+  it("labels the running family from the sweep's families", () => {
+    const text = statusText(
+      makeStatus({ running: true, state: "running", lambda_c: 0.5, loss_family: "focal" }),
+      [{ name: "focal", label: "Focal dissonance" }],
+    );
+    expect(text).toContain("Focal dissonance");
   });
 });

@@ -1,20 +1,23 @@
 import { describe, expect, it, vi } from "vitest";
 import { fireEvent, render, screen, within } from "@testing-library/react";
-import { lambdaDomainOf, plotDomains, ScatterPlot } from "../src/components/ScatterPlot";
+import { lambdaDomainOf, ScatterPlot } from "../src/components/ScatterPlot";
 import { h1ReferenceLines } from "../src/state";
-import { makePoint, makeSummary } from "./fixtures";
-import type { DataPoint } from "../src/types";
+import { FAMILIES, makePoint, makeSummary } from "./fixtures";
+import type { DataPoint, FamilyInfo } from "../src/types";
 
-function renderPlot(points: DataPoint[], selectedIndex: number | null = null, metric: "btc" | "bec" = "btc") {
+export function renderPlot(
+  points: DataPoint[],
+  selectedIndex: number | null = null,
+  metric: "btc" | "bec" = "btc",
+  families: FamilyInfo[] = FAMILIES,
+) {
   const onSelect = vi.fn();
   const h1 = h1ReferenceLines(points);
-  const { xDomain, yDomain } = plotDomains(points, h1);
   const utils = render(
     <ScatterPlot
       metric={metric}
       points={points}
-      xDomain={xDomain}
-      yDomain={yDomain}
+      families={families}
       lambdaDomain={lambdaDomainOf(points)}
       h1Lines={h1}
       selectedIndex={selectedIndex}
@@ -117,11 +120,14 @@ describe("ScatterPlot", () => {
     expect(screen.getByText("No datapoints to show")).toBeTruthy();
   });
 
-  it("shares the x domain between BTC and BEC", () => {
+  it("fits each plot's x axis to its own metric", () => {
     const points = makeSummary(6).data;
-    const { xDomain } = plotDomains(points, h1ReferenceLines(points));
-    const all = points.flatMap((p) => [p.btc, p.bec]);
-    expect(xDomain[0]).toBeLessThanOrEqual(Math.min(...all));
-    expect(xDomain[1]).toBeGreaterThanOrEqual(Math.max(...all));
+    const btc = renderPlot(points, null, "btc").container.querySelector("svg")!;
+    const [lo, hi] = btc.getAttribute("data-x-domain")!.split(",").map(Number);
+    const values = points.map((p) => p.btc);
+    expect(lo).toBeLessThanOrEqual(Math.min(...values));
+    expect(hi).toBeGreaterThanOrEqual(Math.max(...values));
+    // Not the span of BTC and BEC together (BEC lies near 0.3-0.4).
+    expect(lo).toBeGreaterThan(0.9);
   });
 });

@@ -21,7 +21,7 @@ describe("visiblePoints", () => {
   it("filters by dataset and loss family", () => {
     const training = visiblePoints(points, { ...DEFAULT_FILTERS, testing: false });
     expect(training.every((p) => p.training)).toBe(true);
-    const si = visiblePoints(points, { ...DEFAULT_FILTERS, newError: false });
+    const si = visiblePoints(points, { ...DEFAULT_FILTERS, hiddenFamilies: ["new-error"] });
     expect(si.length).toBeGreaterThan(0);
     expect(si.every((p) => p["strict-imitation"])).toBe(true);
     expect(visiblePoints(points, { ...DEFAULT_FILTERS, training: false, testing: false })).toEqual([]);

@@ -1,11 +1,11 @@
 import { describe, expect, it, vi } from "vitest";
-import { fireEvent, render, screen, within } from "@testing-library/react";
-import { InstanceTable } from "../src/components/InstanceTable";
+import { act, fireEvent, render, screen, within } from "@testing-library/react";
+import { InstanceTable, type InstanceTableProps } from "../src/components/InstanceTable";
 import { DEFAULT_SORT, type TableState } from "../src/state";
 import { makeItem, makePage } from "./fixtures";
 import type { InstancePage } from "../src/types";
 
-function renderTable(page: InstancePage | null, table: Partial<TableState> = {}) {
+function renderTable(page: InstancePage | null, table: Partial<TableState> = {}, extra: Partial<InstanceTableProps> = {}) {
   const props = {
     page,
     loading: false,
@@ -13,9 +13,12 @@ function renderTable(page: InstancePage | null, table: Partial<TableState> = {})
     table: { filter: {}, sort: DEFAULT_SORT, page: 0, ...table },
     pageSize: 10,
     imageUrl: (id: number) => `http://127.0.0.1:5012/api/v1/instance_data/${id}?token=tok`,
+    imagesAvailable: true,
+    onDownloadCsv: vi.fn(async () => {}),
     onSort: vi.fn(),
     onPage: vi.fn(),
     onClearFilter: vi.fn(),
+    ...extra,
   };
   const utils = render(<InstanceTable {...props} />);
   return { props, ...utils };
@@ -92,5 +95,36 @@ describe("InstanceTable", () => {
   it("empty result of a filter", () => {
     renderTable({ total: 0, offset: 0, limit: 10, items: [] }, { filter: { model: "h1", class: 1 } });
     expect(screen.getByText("No instances match this filter.")).toBeTruthy();
+  });
+
+  it("downloads the CSV through its callback, saying so while it runs and in words when it fails", async () => {
+    let finish!: () => void;
+    const onDownloadCsv = vi.fn(() => new Promise<void>((resolve) => (finish = resolve)));
+    renderTable(makePage(3), {}, { onDownloadCsv });
+    const button = screen.getByRole("button", { name: "Download CSV" }) as HTMLButtonElement;
+    fireEvent.click(button);
+    expect(onDownloadCsv).toHaveBeenCalledOnce();
+    expect((screen.getByRole("button", { name: "Preparing CSV…" }) as HTMLButtonElement).disabled).toBe(true);
+    await act(async () => finish());
+    expect((screen.getByRole("button", { name: "Download CSV" }) as HTMLButtonElement).disabled).toBe(false);
+    expect(screen.queryByRole("alert")).toBeNull();
+
+    onDownloadCsv.mockImplementation(() => Promise.reject(new Error("Not found: no such route.")));
+    await act(async () => fireEvent.click(screen.getByRole("button", { name: "Download CSV" })));
+    expect(screen.getByRole("alert").textContent).toBe("Could not download the CSV: Not found: no such route.");
+  });
+
+  it("without an image callback: no image column and no image requests, a notice instead", () => {
+    renderTable({ total: 2, offset: 0, limit: 10, items: [makeItem(17), makeItem(18)] }, {}, { imagesAvailable: false });
+    const table = screen.getByRole("table");
+    const headers = within(table).getAllByRole("columnheader").map((h) => h.textContent?.replace(/[▲▼↕]/g, ""));
+    expect(headers).toEqual(["Instance", "h1 prediction", "h2 prediction", "Ground truth"]);
+    expect(document.querySelectorAll("img")).toHaveLength(0);
+    expect(screen.getByRole("note").textContent).toBe("No images: this sweep was opened without an image callback.");
+    fireEvent.click(screen.getAllByRole("row")[1]);
+    const dialog = screen.getByRole("dialog", { name: "Instance 17" });
+    expect(within(dialog).getByRole("note").textContent).toContain("without an image callback");
+    expect(dialog.querySelector("img")).toBeNull();
+    expect(within(dialog).getByText("digit 7, sample 17")).toBeTruthy();
   });
 });

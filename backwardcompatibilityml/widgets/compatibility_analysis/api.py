@@ -7,16 +7,18 @@ record object (``SweepManager.get_evaluation`` returns the same dict while the
 datapoint is unchanged).
 
 Security: every ``/api/v1`` route and the standalone page ``/`` require the
-per-app token (header ``X-BCML-Token`` or query parameter ``token``, compared
-in constant time) and a Host header naming a loopback address or an allowed
-host (DNS rebinding). CORS preflights pass without a token. Errors are JSON
-``{"error": "..."}``; tracebacks are only logged.
+per-app token (header ``X-BCML-Token``; the query parameter ``token`` only on
+GET ``instance_data`` and the page, where a browser cannot send a header;
+compared in constant time) and a Host header naming a loopback address or an
+allowed host (DNS rebinding). CORS preflights pass without a token; CORS
+answers ``*`` without credentials. Errors are JSON ``{"error": "..."}``;
+tracebacks are only logged. The routes are described in OpenAPI 3 by
+``resources/openapi.json``, served at ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -24,13 +26,19 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, request, stream_with_context
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
+from ...callbacks import UserCallbackError
+from ...engine.errors import public_error_message
+from ...results import FULL_RECORD_MAX_ERRORS, BaseView, FullRecordTooLarge, RecordView
+from ...results.views import REGIONS, SORT_KEYS
+from .environment import is_loopback_host
 from .images import ImageConversionError, is_response, placeholder_png, to_png_bytes
 
 __all__ = [
@@ -54,10 +62,13 @@ ALLOWED_HOSTS_CONFIG_KEY = "BCML_ALLOWED_HOSTS"
 MAX_PAGE_LIMIT = 500
 DEFAULT_PAGE_LIMIT = 50
 _MAX_ID = 2 ** 63 - 1
-_ID_RE = re.compile(r"^[0-9]+$")
+_ID_RE = re.compile(r"^[0-9]+\Z")
 _INT_RE = re.compile(r"^-?[0-9]{1,18}$")
-REGIONS = ("progress", "common", "regress")
-SORT_KEYS = ("instance_id", "h1_prediction", "h2_prediction", "ground_truth")
+_INT_ARG_RE = re.compile(r"^-?[0-9]{1,19}\Z")
+_SLASHES_RE = re.compile(r"/{2,}")
+# Status fields that stay in Python (SweepManager.get_sweep_status()) and are
+# never sent over HTTP.
+_PRIVATE_STATUS_KEYS = ("error_traceback",)
 # Views hold their record: no more of them than the SweepManager keeps records
 # (its RECORD_CACHE_SIZE), so the API does not undo its memory bound.
 _CACHE_SIZE = 8
@@ -134,12 +145,20 @@ def error_response(status: int, message: str) -> Response:
 
 
 def parse_id(text: str, what: str = "id") -> int:
-    """A non-negative decimal id; 400 when malformed, 404 when beyond int64."""
+    """A non-negative decimal id (leading zeros allowed: ``007`` is 7); 400
+    when malformed, 404 when beyond int64."""
     if not _ID_RE.match(text or ""):
         raise ApiError(400, "The %s must be a non-negative integer." % what)
-    if len(text) > 19 or int(text) > _MAX_ID:
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > _MAX_ID:
         raise ApiError(404, "Unknown %s." % what)
-    return int(text)
+    return int(digits)
+
+
+def public_status(status: Mapping[str, Any]) -> Dict[str, Any]:
+    """The sweep status as sent over HTTP: without the traceback (and any
+    other field that stays in Python)."""
+    return {k: v for k, v in status.items() if k not in _PRIVATE_STATUS_KEYS}
 
 
 def _arg(name: str) -> Optional[str]:
@@ -150,15 +169,17 @@ def _arg(name: str) -> Optional[str]:
 
 
 def _int_arg(name: str, default: int, low: int, high: Optional[int]) -> int:
+    """An integer query parameter in [low, high] (high None: up to int64);
+    400 when malformed or out of range."""
     value = _arg(name)
     if value is None:
         return default
-    if not _INT_RE.match(value):
+    if not _INT_ARG_RE.match(value):
         raise ApiError(400, "Parameter '%s' must be an integer." % name)
     number = int(value)
-    if number < low or (high is not None and number > high):
+    if number < low or number > (_MAX_ID if high is None else high):
         if high is None:
-            raise ApiError(400, "Parameter '%s' must be >= %d." % (name, low))
+            raise ApiError(400, "Parameter '%s' must be between %d and 2**63 - 1." % (name, low))
         raise ApiError(400, "Parameter '%s' must be between %d and %d." % (name, low, high))
     return number
 
@@ -193,17 +214,6 @@ def _split_host(host_header: str) -> str:
     return host.rstrip(".")
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether a host name (no port) names the loopback interface."""
-    host = host.strip().lower().strip("[]").rstrip(".")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _host_allowed(app: Flask) -> bool:
     header = request.headers.get("Host")
     if header is None:
@@ -215,14 +225,28 @@ def _host_allowed(app: Flask) -> bool:
     return "*" in allowed or host in allowed
 
 
+def _query_token_allowed() -> bool:
+    """Where a browser cannot send a header: an ``<img>`` (GET
+    ``instance_data``) and a top-level navigation to the standalone page."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    path = _normalized_path()
+    return path == "/" or path.startswith(API_PREFIX + "/instance_data/")
+
+
 def _token_ok(app: Flask) -> bool:
     expected = app.config.get(TOKEN_CONFIG_KEY) or ""
     given = request.headers.get(TOKEN_HEADER)
-    if given is None:
+    if given is None and _query_token_allowed():
         given = request.args.get("token")
     if not given or not expected:
         return False
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def _normalized_path() -> str:
+    """The request path with runs of slashes collapsed (``//api/v1//x``)."""
+    return _SLASHES_RE.sub("/", request.path)
 
 
 def _is_api_path(path: str) -> bool:
@@ -231,142 +255,26 @@ def _is_api_path(path: str) -> bool:
 
 # ---------------------------------------------------------------- views
 
-
-class DatapointView:
-    """Indexes derived from one stored evaluation record.
-
-    Parameters
-    ----------
-    record : dict
-        The stored evaluation record (``docs/api.md``).
-    """
-
-    def __init__(self, record: Dict[str, Any]) -> None:
-        self.record = record
-        overlap = record.get("models_error_overlap") or [[], [], []]
-        self.h1_errors = np.unique(np.asarray(overlap[0], dtype=np.int64))
-        self.h2_errors = np.unique(np.asarray(overlap[1], dtype=np.int64))
-        self.ids = np.union1d(self.h1_errors, self.h2_errors)
-        self.in_h1 = np.isin(self.ids, self.h1_errors, assume_unique=True)
-        self.in_h2 = np.isin(self.ids, self.h2_errors, assume_unique=True)
-        # 0 progress (h1 wrong only), 1 common, 2 regress (h2 wrong only)
-        self.region = np.where(self.in_h1 & self.in_h2, 1, np.where(self.in_h1, 0, 2))
-        instances = record.get("error_instances") or {}
-        self.entries: List[Dict[str, Any]] = []
-        missing = np.iinfo(np.int64).min
-        columns = {key: np.full(len(self.ids), missing, dtype=np.int64)
-                   for key in ("h1_prediction", "h2_prediction", "ground_truth")}
-        for position, instance_id in enumerate(self.ids.tolist()):
-            entry = instances.get(str(instance_id)) or {"instance_id": instance_id}
-            self.entries.append(entry)
-            for key, column in columns.items():
-                value = entry.get(key)
-                if isinstance(value, (int, np.integer)) or (
-                        isinstance(value, float) and value.is_integer()):
-                    column[position] = int(value)
-        self.columns = columns
-        self._compact: Optional[bytes] = None
-        self._lock = threading.Lock()
-
-    # -- compact ---------------------------------------------------------
-
-    def compact(self, defaults: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """The compact view: scalars, counts and per-class figures, no id lists.
-
-        Parameters
-        ----------
-        defaults : mapping, optional
-            Scalar fields to add when the record lacks them (for instance
-            ``performance_metric`` from the sweep summary).
-        """
-        record = self.record
-        view: Dict[str, Any] = {k: v for k, v in record.items()
-                                if not isinstance(v, (list, dict, tuple))}
-        for key, value in (defaults or {}).items():
-            if view.get(key) is None:
-                view[key] = value
-        view["error_counts"] = {"h1": int(self.h1_errors.size), "h2": int(self.h2_errors.size)}
-        view["regions"] = {name: int(np.count_nonzero(self.region == code))
-                           for code, name in enumerate(REGIONS)}
-        view["sorted_classes"] = list(record.get("sorted_classes") or [])
-        for key in ("h1_accuracy_by_class", "h2_accuracy_by_class"):
-            rows = []
-            for row in record.get(key) or []:
-                compact_row = {k: v for k, v in row.items() if not isinstance(v, (list, dict))}
-                compact_row["error_count"] = len(row.get("error_instance_ids") or [])
-                rows.append(compact_row)
-            view[key] = rows
-        incompatible = [
-            {"class": row.get("class"), "count": len(row.get("instance_ids") or [])}
-            for row in record.get("h2_incompatible_instance_ids_by_class") or []]
-        view["h2_incompatible_count_by_class"] = incompatible
-        view["incompatible_total"] = int(sum(row["count"] for row in incompatible))
-        return view
-
-    def compact_json(self, defaults: Optional[Mapping[str, Any]] = None) -> bytes:
-        with self._lock:
-            if self._compact is None:
-                self._compact = dumps(self.compact(defaults))
-            return self._compact
-
-    def full_json(self) -> bytes:
-        # Not cached: megabytes for large datasets, and rarely asked for.
-        return dumps(self.record)
-
-    # -- paging ----------------------------------------------------------
-
-    def select(self, region: Optional[str] = None, class_: Optional[int] = None,
-               model: Optional[str] = None, sort: str = "instance_id") -> np.ndarray:
-        """Positions (into ``ids``) of the error instances that pass the filters,
-        in the requested order."""
-        mask = np.ones(self.ids.shape, dtype=bool)
-        if region is not None:
-            mask &= self.region == REGIONS.index(region)
-        if class_ is not None:
-            mask &= self.columns["ground_truth"] == class_
-        if model == "h1":
-            mask &= self.in_h1
-        elif model == "h2":
-            mask &= self.in_h2
-        positions = np.flatnonzero(mask)
-        descending = sort.startswith("-")
-        key = sort.lstrip("-")
-        ids = self.ids[positions]
-        if key == "instance_id":
-            order = np.argsort(-ids if descending else ids, kind="stable")
-        else:
-            values = self.columns[key][positions]
-            # ids are unique and ascending in ``positions``: ties keep id order.
-            order = np.argsort(-values if descending else values, kind="stable")
-        return positions[order]
-
-    def item(self, position: int) -> Dict[str, Any]:
-        entry = self.entries[position]
-        return {
-            "instance_id": int(self.ids[position]),
-            "metadata": entry.get("metadata"),
-            "h1_prediction": entry.get("h1_prediction"),
-            "h2_prediction": entry.get("h2_prediction"),
-            "ground_truth": entry.get("ground_truth"),
-            "region": REGIONS[int(self.region[position])],
-        }
+# The views themselves live in backwardcompatibilityml.results (computed from
+# columns, or from a stored JSON record); DatapointView is the record view.
+DatapointView = RecordView
 
 
 class _ViewCache:
-    """Per-datapoint views, reused while the record object is the same."""
+    """Record views of a manager without ``get_evaluation_view``, reused while the record object is the same."""
 
     def __init__(self, size: int = _CACHE_SIZE) -> None:
         self._size = size
-        self._views: "OrderedDict[int, DatapointView]" = OrderedDict()
+        self._views: "OrderedDict[int, RecordView]" = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, index: int, record: Dict[str, Any]) -> DatapointView:
+    def get(self, index: int, record: Dict[str, Any]) -> RecordView:
         with self._lock:
             view = self._views.get(index)
-            if view is not None and view.record is record:
+            if view is not None and view.record() is record:
                 self._views.move_to_end(index)
                 return view
-        view = DatapointView(record)  # outside the lock: may take a while
+        view = RecordView(record)  # outside the lock: may take a while
         with self._lock:
             self._views[index] = view
             self._views.move_to_end(index)
@@ -429,7 +337,8 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
 
     def guarded() -> bool:
         """Token and Host checks apply (the API and the standalone page)."""
-        return _is_api_path(request.path) or request.path in protected
+        path = _normalized_path()
+        return _is_api_path(path) or path in protected
 
     def ours() -> bool:
         """JSON errors and no-cache headers apply."""
@@ -445,6 +354,9 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
             return None  # CORS preflight: no token by design
         if not _token_ok(app):
             return error_response(403, "Missing or wrong token.")
+        if isinstance(request.routing_exception, RequestRedirect):
+            # Werkzeug would answer ``//`` paths with an HTML 308 redirect.
+            return error_response(404, "Not found: no such route.")
         return None
 
     @app.after_request
@@ -477,10 +389,15 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
         if not ours():
             from werkzeug.exceptions import InternalServerError
             return InternalServerError(original_exception=exc)
+        if isinstance(exc, UserCallbackError):  # say which of the user's callbacks failed (no path, no traceback)
+            return error_response(500, public_error_message(exc))
         return error_response(500, "Internal server error (%s)." % type(exc).__name__)
 
     CORS(app, resources={API_PREFIX + "/*": {
+        # "*" (not an echo of the Origin): the token, not the origin, guards
+        # the API, and no credentials (cookies) are ever accepted.
         "origins": "*",
+        "send_wildcard": True,
         "methods": ["GET", "POST", "OPTIONS"],
         # The token header, plus what fetch() may add (cache: "no-store").
         "allow_headers": [TOKEN_HEADER, "Content-Type", "Accept", "Cache-Control", "Pragma"],
@@ -497,9 +414,12 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
             logger.debug("no performance_metric in the sweep summary", exc_info=True)
             return None
 
-    def evaluation_view(id_text: str) -> DatapointView:
+    def evaluation_view(id_text: str) -> BaseView:
         index = parse_id(id_text, "evaluation id")
+        get_view = getattr(sweep_manager, "get_evaluation_view", None)
         try:
+            if get_view is not None:
+                return get_view(index)
             record = sweep_manager.get_evaluation(index)
         except (KeyError, IndexError, FileNotFoundError):
             raise ApiError(404, "Unknown evaluation id %d." % index) from None
@@ -507,48 +427,8 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
             raise ApiError(404, "Unknown evaluation id %d." % index)
         return cache.get(index, record)
 
-    @bp.route("/start_sweep", methods=["POST"])
-    def start_sweep() -> Response:
-        if sweep_manager.is_running():
-            raise ApiError(409, "A sweep is already running.")
-        try:
-            sweep_manager.start_sweep()
-        except Exception as exc:
-            if _is_already_running_error(exc):
-                raise ApiError(409, "A sweep is already running.") from None
-            if type(exc).__name__ == "ReadOnlySweepError":
-                raise ApiError(409, "This sweep was opened read-only from its folder; "
-                                    "it cannot train.") from None
-            logger.exception("start_sweep failed")
-            raise ApiError(500, "Could not start the sweep (%s)." % type(exc).__name__) from None
-        return json_response({"started": True, "status": sweep_manager.get_sweep_status()}, 202)
-
-    @bp.route("/cancel_sweep", methods=["POST"])
-    def cancel_sweep() -> Response:
-        cancelled = bool(sweep_manager.cancel_sweep())
-        return json_response({"cancelled": cancelled, "status": sweep_manager.get_sweep_status()})
-
-    @bp.route("/sweep_status", methods=["GET"])
-    def sweep_status() -> Response:
-        return json_response(sweep_manager.get_sweep_status())
-
-    @bp.route("/sweep_summary", methods=["GET"])
-    def sweep_summary() -> Response:
-        return json_response(sweep_manager.get_sweep_summary())
-
-    @bp.route("/evaluation_data/<id_text>", methods=["GET"])
-    def evaluation_data(id_text: str) -> Response:
-        full = _bool_arg("full")
-        view = evaluation_view(id_text)
-        if full:
-            return _bytes_response(view.full_json())
-        defaults = None
-        if view.record.get("performance_metric") is None:
-            defaults = {"performance_metric": _performance_metric_name()}
-        return _bytes_response(view.compact_json(defaults))
-
-    @bp.route("/evaluation_data/<id_text>/instances", methods=["GET"])
-    def evaluation_instances(id_text: str) -> Response:
+    def instance_query() -> Dict[str, Any]:
+        """The filters and the sort of ``/instances`` and ``/instances.csv`` (400 when malformed)."""
         region = _arg("region")
         if region is not None and region not in REGIONS:
             raise ApiError(400, "Parameter 'region' must be progress, common or regress.")
@@ -566,17 +446,80 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
                 "-" in sort and not sort.startswith("-")):
             raise ApiError(400, "Parameter 'sort' must be one of %s, optionally "
                                 "prefixed by '-'." % ", ".join(SORT_KEYS))
+        return {"region": region, "class_": class_, "model": model, "sort": sort}
+
+    @bp.route("/start_sweep", methods=["POST"])
+    def start_sweep() -> Response:
+        if sweep_manager.is_running():
+            raise ApiError(409, "A sweep is already running.")
+        try:
+            sweep_manager.start_sweep()
+        except Exception as exc:
+            if _is_already_running_error(exc):
+                raise ApiError(409, "A sweep is already running.") from None
+            if type(exc).__name__ == "ReadOnlySweepError":
+                raise ApiError(409, "This sweep was opened read-only from its folder; "
+                                    "it cannot train.") from None
+            logger.exception("start_sweep failed")
+            raise ApiError(500, "Could not start the sweep (%s)." % type(exc).__name__) from None
+        return json_response({"started": True,
+                              "status": public_status(sweep_manager.get_sweep_status())}, 202)
+
+    @bp.route("/cancel_sweep", methods=["POST"])
+    def cancel_sweep() -> Response:
+        cancelled = bool(sweep_manager.cancel_sweep())
+        return json_response({"cancelled": cancelled,
+                              "status": public_status(sweep_manager.get_sweep_status())})
+
+    @bp.route("/sweep_status", methods=["GET"])
+    def sweep_status() -> Response:
+        return json_response(public_status(sweep_manager.get_sweep_status()))
+
+    @bp.route("/sweep_summary", methods=["GET"])
+    def sweep_summary() -> Response:
+        summary = dict(sweep_manager.get_sweep_summary())
+        summary["instance_images"] = getattr(
+            sweep_manager, "get_instance_image_by_id", None) is not None
+        return json_response(summary)
+
+    @bp.route("/openapi.json", methods=["GET"])
+    def openapi_document() -> Response:
+        from .openapi import openapi_json
+        return _bytes_response(openapi_json())
+
+    @bp.route("/evaluation_data/<id_text>", methods=["GET"])
+    def evaluation_data(id_text: str) -> Response:
+        full = _bool_arg("full")
+        view = evaluation_view(id_text)
+        if full:
+            try:
+                return _bytes_response(view.full_json(FULL_RECORD_MAX_ERRORS))
+            except FullRecordTooLarge as exc:
+                raise ApiError(413, "The full record of evaluation %s lists %d error instances, over the "
+                                    "limit of %d for full=1; page through its instances or download "
+                                    "instances.csv instead." % (id_text, exc.errors, exc.limit)) from None
+        defaults = None
+        if view.scalars().get("performance_metric") is None:
+            defaults = {"performance_metric": _performance_metric_name()}
+        return _bytes_response(view.compact_json(defaults))
+
+    @bp.route("/evaluation_data/<id_text>/instances", methods=["GET"])
+    def evaluation_instances(id_text: str) -> Response:
+        query = instance_query()
         offset = _int_arg("offset", 0, 0, None)
         limit = _int_arg("limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT)
         view = evaluation_view(id_text)
-        positions = view.select(region, class_, model, sort)
-        page = positions[offset:offset + limit]
-        return json_response({
-            "total": int(positions.size),
-            "offset": offset,
-            "limit": limit,
-            "items": [view.item(int(p)) for p in page],
-        })
+        return json_response(view.page(offset=offset, limit=limit, **query))
+
+    @bp.route("/evaluation_data/<id_text>/instances.csv", methods=["GET"])
+    def evaluation_instances_csv(id_text: str) -> Response:
+        query = instance_query()
+        view = evaluation_view(id_text)
+        positions = view.select(**query)  # before streaming: errors still get their status
+        response = Response(stream_with_context(view.csv_chunks(positions)), mimetype="text/csv")
+        response.headers["Content-Disposition"] = (
+            'attachment; filename="evaluation-%d-instances.csv"' % parse_id(id_text, "evaluation id"))
+        return response
 
     @bp.route("/instance_data/<id_text>", methods=["GET"])
     def instance_data(id_text: str) -> Response:

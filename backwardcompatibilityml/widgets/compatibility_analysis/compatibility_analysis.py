@@ -9,14 +9,8 @@ Public API (``reference/compatibility_analysis_api.txt``):
 
 from __future__ import annotations
 
-import atexit
-import ipaddress
 import logging
-import socket
-import sys
-import types
-import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional
 from urllib.parse import urlparse
 
 from flask import Flask
@@ -24,7 +18,13 @@ from flask import Flask
 from backwardcompatibilityml.metrics import model_accuracy
 
 from . import api as _api
+from . import environment as _environment
+from . import registry as _registry
 from . import rendering as _rendering
+from .display import NotebookDisplay
+from .environment import WILDCARD_HOSTS as _WILDCARD_HOSTS
+from .environment import build_environment_params
+from .environment import detect_environment as _detect_environment
 from .server import DEFAULT_HOST, DEFAULT_PORT_RANGE, PortInUseError, WidgetServer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,36 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# rai_core_flask environment class name -> environment_type of docs/api.md.
-_ENVIRONMENT_TYPES = (
-    ("AzureNBEnvironment", "azureml"),
-    ("DatabricksEnvironment", "databricks"),
-    ("LocalIPythonEnvironment", "local"),
-    ("PublicVMEnvironment", "public_vm"),
-    ("CredentialedVMEnvironment", "credentialed_vm"),
-)
-_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
-
-# Widgets whose server runs; like the server thread, they live until close().
-_live_widgets: "set[CompatibilityAnalysis]" = set()
-
-
-def _shutdown_widgets() -> None:
-    """At interpreter exit: close every widget's server and stop its sweep
-    after the current training step, so that no thread trains while the
-    interpreter finalises and the sweep folder records the interruption."""
-    for widget in list(_live_widgets):
-        try:
-            widget.close()
-            manager = widget.sweep_manager
-            if manager.is_running():
-                manager.cancel_sweep()
-        except Exception:  # pragma: no cover - best effort at exit
-            logger.debug("closing a widget at exit failed", exc_info=True)
-
-
-atexit.register(_shutdown_widgets)
-
 
 def default_get_instance_metadata(instance_id: int) -> str:
     """The metadata shown for an instance when the user gives no callback.
@@ -86,38 +56,6 @@ def default_get_instance_metadata(instance_id: int) -> str:
         The id as a decimal string.
     """
     return str(int(instance_id))
-
-
-def build_environment_params(flask_service_env: Any) -> Dict[str, Any]:
-    """Environment type and API base URL for a rai_core_flask environment.
-
-    Parameters
-    ----------
-    flask_service_env : rai_core_flask environment or None
-        An instance of one of the classes of ``rai_core_flask.environments``
-        (``AzureNBEnvironment``, ``DatabricksEnvironment``,
-        ``LocalIPythonEnvironment``, ``PublicVMEnvironment``,
-        ``CredentialedVMEnvironment``); None or anything else counts as local.
-
-    Returns
-    -------
-    dict
-        ``{"environment_type": str, "base_url": str or None}``. The type is
-        ``"azureml"``, ``"databricks"``, ``"local"``, ``"public_vm"`` or
-        ``"credentialed_vm"``. ``base_url`` is None for local environments:
-        the UI then reaches the server on its own page's host name and the
-        server's port (see ``docs/api.md``).
-    """
-    class_names = [cls.__name__ for cls in type(flask_service_env).__mro__]
-    environment_type = "local"
-    for class_name, name in _ENVIRONMENT_TYPES:
-        if class_name in class_names:
-            environment_type = name
-            break
-    base_url = getattr(flask_service_env, "base_url", None) or None
-    if environment_type == "local":
-        base_url = None
-    return {"environment_type": environment_type, "base_url": base_url}
 
 
 def render_widget_html(api_service_environment: Mapping[str, Any]) -> str:
@@ -157,7 +95,8 @@ def init_app_routes(app: Flask, sweep_manager: "SweepManager", token: Optional[s
     sweep_manager : SweepManager
         The SweepManager that will be controlled by the API.
     token : str, optional
-        The secret each request must send (header ``X-BCML-Token`` or query
+        The secret each request must send in the header ``X-BCML-Token``
+        (GET ``instance_data`` and the standalone page also take the query
         parameter ``token``). When None, a random one is generated. Either
         way it is stored in ``app.config["BCML_TOKEN"]``.
     allowed_hosts : iterable of str, optional
@@ -174,68 +113,13 @@ def init_app_routes(app: Flask, sweep_manager: "SweepManager", token: Optional[s
                              standalone_page=standalone_page)
 
 
-def _is_loopback(host: str) -> bool:
-    return _api.is_loopback_host(host)
-
-
-def _detect_environment(host: str, port: int) -> Any:
-    """The rai_core_flask environment of this kernel, or None."""
-    try:
-        from rai_core_flask.environment_detector import build_environment
-    except Exception:  # pragma: no cover - rai_core_flask missing or broken
-        logger.debug("rai_core_flask environment detection unavailable", exc_info=True)
-        return None
-    probe_ip = "localhost" if (_is_loopback(host) or host in _WILDCARD_HOSTS) else host
-    # A stand-in for rai_core_flask's FlaskHelper: detection reads ip, port and
-    # with_credentials; select() configures CORS on a throwaway app, not ours.
-    service = types.SimpleNamespace(
-        ip=probe_ip, port=port, with_credentials=False, is_private_link=False,
-        app=Flask("bcml_environment_probe"), cors=None, env_name=None)
-    try:
-        return build_environment(service)
-    except Exception:
-        logger.debug("no rai_core_flask environment detected", exc_info=True)
-        return None
-
-
-def _wildcard_names() -> List[str]:
-    names = set()
-    try:
-        hostname = socket.gethostname()
-        names.update({hostname, socket.getfqdn()})
-        for info in socket.getaddrinfo(hostname, None):
-            names.add(str(info[4][0]))
-    except OSError:
-        pass
-    return sorted(n for n in names if n)
-
-
-def _url_host(host: str) -> str:
-    if host in _WILDCARD_HOSTS or _is_loopback(host):
-        return "[::1]" if host in ("::1", "::") else "127.0.0.1"
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return "[%s]" % host
-    except ValueError:
-        pass
-    return host
-
-
-def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    return get_ipython() is not None
-
-
-class CompatibilityAnalysis:
+class CompatibilityAnalysis(NotebookDisplay):
     """An interactive widget to explore compatibility-aware updates of a model.
 
     It creates a :class:`~backwardcompatibilityml.sweep_management.SweepManager`
     that trains the new model h2 with respect to the reference model h1 for
     each lambda_c in [0, 1] with the New Error and the Strict Imitation losses,
-    serves the sweep through a REST API on a local Flask server that belongs to
+    serves the sweep through a REST API on a local server that belongs to
     this instance, and displays the widget UI in the notebook. From the UI one
     starts and cancels the sweep, follows its progress and explores the
     trade-off between performance and backward compatibility.
@@ -243,9 +127,21 @@ class CompatibilityAnalysis:
     The server listens on ``127.0.0.1`` (pass ``host`` to opt in to more),
     on the first free port in 5000-5099 or the given ``port``. Every API call
     needs this widget's secret token. The server runs until :meth:`close`,
-    the end of a ``with`` block, or interpreter exit. Creating the widget again
-    serves the new models on a new port (or takes over the given ``port`` from
-    an earlier widget of this process); several widgets can live side by side.
+    the end of a ``with`` block, or interpreter exit.
+
+    One widget serves a sweep folder: creating a widget on a folder that an
+    earlier widget of this process serves (re-running a notebook cell) closes
+    the earlier widget's server and cancels its running sweep; the new widget
+    shows what that sweep stored, and its Start resumes it. Wrong arguments
+    raise before that, leaving the earlier widget alone. Widgets on other
+    folders live side by side.
+
+    In a notebook the widget is displayed when it is created; afterwards
+    ``display(analysis)`` or ``analysis`` as the last line of a cell shows it
+    again (``text/html``, with ``text/plain`` as the fallback); in the cell
+    that created (and so displayed) it, only the text is shown, so that
+    ``CompatibilityAnalysis(...)`` as the last line of a cell shows one
+    widget. :meth:`show` displays it anywhere.
 
     Parameters
     ----------
@@ -263,22 +159,28 @@ class CompatibilityAnalysis:
         Batch sizes of the training and the test set.
     lambda_c_stepsize : float
         Step of lambda_c between 0.0 and 1.0.
-    OptimizerClass : type
-        Optimizer class instantiated for each training.
-    optimizer_kwargs : dict
-        Keyword arguments of the optimizer.
-    NewErrorLossClass, StrictImitationLossClass : type
-        Loss classes of ``backwardcompatibilityml.loss`` for the two families.
+    OptimizerClass : type, optional
+        Optimizer class instantiated for each training; None:
+        ``torch.optim.SGD`` with ``lr=0.01`` unless ``optimizer_kwargs`` sets it.
+    optimizer_kwargs : dict, optional
+        Keyword arguments of the optimizer; None: ``{}``.
+    NewErrorLossClass, StrictImitationLossClass : type, optional
+        Loss classes of ``backwardcompatibilityml.loss`` for the two families;
+        None: the cross-entropy pair (``BCCrossEntropyLoss``,
+        ``StrictImitationCrossEntropyLoss``), which accepts logits and the
+        ``(logits, softmax, log_softmax)`` triple.
     performance_metric : callable
-        ``metric(model, dataset, device)``; accuracy by default.
+        ``metric(model, dataset, device) -> float``, where ``dataset`` is the
+        iterable of ``(instance_ids, inputs, targets)`` batches; accuracy by
+        default.
     port : int, optional
-        Port of the Flask service; by default the first free one in 5000-5099.
+        Port of the server; by default the first free one in 5000-5099.
     new_error_loss_kwargs, strict_imitation_loss_kwargs : dict, optional
         Extra keyword arguments of the loss classes.
     get_instance_image_by_id : callable, optional
         ``f(instance_id) -> image``: PNG bytes, a PIL image, a numpy array
         (H x W or H x W x 3, uint8 or float in [0, 1]) or a Flask response.
-        A neutral placeholder is shown without it.
+        A neutral placeholder is shown without it (and the API says so).
     get_instance_metadata : callable, optional
         ``f(instance_id) -> str``; :func:`default_get_instance_metadata`
         otherwise.
@@ -288,6 +190,8 @@ class CompatibilityAnalysis:
         Log the sweep to MLflow.
     ml_flow_run_name : str
         Name of the MLflow run.
+    executor : {"auto", "sequential", "vectorized"} or Executor, keyword-only
+        How the trainings run (see ``SweepManager``); ``"auto"`` by default.
     host : str, keyword-only
         Interface to listen on; ``"127.0.0.1"`` by default. Another value
         exposes the API (still token-protected) to the network.
@@ -343,6 +247,7 @@ class CompatibilityAnalysis:
         use_ml_flow: bool = False,
         ml_flow_run_name: str = "compatibility_sweep",
         *,
+        executor: Any = "auto",
         host: str = DEFAULT_HOST,
         allowed_hosts: Optional[Iterable[str]] = None,
         display_widget: bool = True,
@@ -350,17 +255,27 @@ class CompatibilityAnalysis:
     ) -> None:
         from backwardcompatibilityml.sweep_management import SweepManager
 
-        sweep_manager = SweepManager(
-            folder_name, number_of_epochs, h1, h2, training_set, test_set,
-            batch_size_train, batch_size_test, OptimizerClass, optimizer_kwargs,
-            NewErrorLossClass, StrictImitationLossClass,
-            lambda_c_stepsize=lambda_c_stepsize,
-            new_error_loss_kwargs=new_error_loss_kwargs,
-            strict_imitation_loss_kwargs=strict_imitation_loss_kwargs,
-            performance_metric=performance_metric,
-            get_instance_image_by_id=get_instance_image_by_id,
-            get_instance_metadata=get_instance_metadata or default_get_instance_metadata,
-            device=device, use_ml_flow=use_ml_flow, ml_flow_run_name=ml_flow_run_name)
+        def new_manager() -> "SweepManager":
+            return SweepManager(
+                folder_name, number_of_epochs, h1, h2, training_set, test_set,
+                batch_size_train, batch_size_test,
+                OptimizerClass=OptimizerClass, optimizer_kwargs=optimizer_kwargs,
+                NewErrorLossClass=NewErrorLossClass,
+                StrictImitationLossClass=StrictImitationLossClass,
+                lambda_c_stepsize=lambda_c_stepsize,
+                new_error_loss_kwargs=new_error_loss_kwargs,
+                strict_imitation_loss_kwargs=strict_imitation_loss_kwargs,
+                performance_metric=performance_metric,
+                get_instance_image_by_id=get_instance_image_by_id,
+                get_instance_metadata=get_instance_metadata or default_get_instance_metadata,
+                device=device, use_ml_flow=use_ml_flow, ml_flow_run_name=ml_flow_run_name,
+                executor=executor)
+
+        # Wrong arguments raise here, before an earlier widget is touched.
+        sweep_manager = new_manager()
+        if _registry.retire_earlier(folder_name, trainable=True):
+            # Read the folder again, now that the earlier sweep stored its last point.
+            sweep_manager = new_manager()
         self._serve(sweep_manager, port=port, host=host, allowed_hosts=allowed_hosts,
                     display_widget=display_widget, token=token)
 
@@ -373,6 +288,11 @@ class CompatibilityAnalysis:
         """Serve an existing SweepManager (for example one that reopens a
         sweep folder written earlier) with the widget.
 
+        Earlier widgets of this process on the same folder are closed and
+        their sweeps cancelled (unless it is ``sweep_manager``'s); a
+        read-only ``sweep_manager`` (``SweepManager.open_folder``) only
+        replaces earlier read-only widgets.
+
         Parameters
         ----------
         sweep_manager : SweepManager
@@ -384,6 +304,9 @@ class CompatibilityAnalysis:
         -------
         CompatibilityAnalysis
         """
+        _registry.retire_earlier(sweep_manager.folder_name,
+                                 trainable=_registry.can_train(sweep_manager),
+                                 keep_manager=sweep_manager)
         widget = cls.__new__(cls)
         widget._serve(sweep_manager, port=port, host=host, allowed_hosts=allowed_hosts,
                       display_widget=display_widget, token=token)
@@ -398,7 +321,7 @@ class CompatibilityAnalysis:
         self.host = host
         self._server: Optional[WidgetServer] = None
         if port is not None:
-            self._take_over_port(host, port)
+            _registry.release_port(port)
         # Routes first (Flask refuses new ones after the first request), then
         # the server (which picks the port), then the environment, whose base
         # URL depends on the port and adds its host to the allowed Host names.
@@ -407,7 +330,7 @@ class CompatibilityAnalysis:
         if host not in _WILDCARD_HOSTS:
             extra_hosts.add(host)
         else:
-            extra_hosts.update(_wildcard_names())
+            extra_hosts.update(_environment.wildcard_names())
         self.token = init_app_routes(self.app, sweep_manager, token=token,
                                      allowed_hosts=extra_hosts)
         self.app.config["BCML_JSON_ERRORS_EVERYWHERE"] = True  # the whole app is ours
@@ -420,9 +343,10 @@ class CompatibilityAnalysis:
         except BaseException:
             self._server.close()
             raise
-        _live_widgets.add(self)
+        _registry.add(self, sweep_manager.folder_name)
         if display_widget:
             self.show()
+            self._displayed_when_created()
 
     def _describe_environment(self, host: str) -> None:
         env = _detect_environment(host, self.port)
@@ -440,21 +364,7 @@ class CompatibilityAnalysis:
             "port": self.port,
             "token": self.token,
         }
-        self.url = "http://%s:%d/?token=%s" % (_url_host(host), self.port, self.token)
-
-    @staticmethod
-    def _take_over_port(host: str, port: int) -> None:
-        """An earlier widget of this process on the same port gives it up
-        (re-running a notebook cell with an explicit port)."""
-        if port == 0:
-            return
-        for widget in list(_live_widgets):
-            if widget.port == port and widget.running:
-                warnings.warn(
-                    "Port %d was served by an earlier CompatibilityAnalysis widget of "
-                    "this process; closing it to serve the new one." % port,
-                    UserWarning, stacklevel=4)
-                widget.close()
+        self.url = "http://%s:%d/?token=%s" % (_environment.url_host(host), self.port, self.token)
 
     # ------------------------------------------------------------------ use
 
@@ -462,34 +372,17 @@ class CompatibilityAnalysis:
         """The widget HTML for this instance (a new root element each time)."""
         return render_widget_html(self.environment)
 
-    def show(self) -> None:
-        """Display the widget (again) in the notebook; outside IPython print
-        the standalone page URL."""
-        html = self.render()
-        if self.environment["environment_type"] == "databricks" and \
-                hasattr(self._rai_environment, "display"):
-            try:
-                self._rai_environment.display(html)
-                return
-            except Exception:
-                logger.debug("Databricks display failed; using IPython", exc_info=True)
-        if _in_ipython():
-            from IPython.display import HTML, display
-            display(HTML(html))
-        else:
-            print("Compatibility analysis widget: %s" % self.url, file=sys.stdout)
-
     @property
     def running(self) -> bool:
         """Whether the server still serves."""
-        return self._server is not None and self._server.running
+        return getattr(self, "_server", None) is not None and self._server.running
 
     def close(self) -> None:
         """Stop the server and free its port (idempotent). A running sweep
         goes on; cancel it with ``sweep_manager.cancel_sweep()``."""
-        if self._server is not None:
+        if getattr(self, "_server", None) is not None:
             self._server.close()
-        _live_widgets.discard(self)
+        _registry.discard(self)
 
     def __enter__(self) -> "CompatibilityAnalysis":
         return self

@@ -3,8 +3,8 @@
 ``get_instance_image_by_id(instance_id)`` may return
 
 - PNG bytes (``bytes``, ``bytearray``, ``memoryview`` or a binary file object
-  such as ``io.BytesIO``); bytes in another image format are converted with
-  Pillow when it is installed;
+  such as ``io.BytesIO``); bytes in another image format Pillow reads are
+  converted;
 - a PIL image;
 - a numpy array (or a torch tensor): H x W (grey), H x W x 1, H x W x 3 (RGB)
   or H x W x 4 (RGBA); channels-first C x H x W with C in 1, 3, 4 is accepted
@@ -13,18 +13,16 @@
 - a Flask / Werkzeug response, which is passed through untouched;
 - ``None``, which gives the neutral placeholder.
 
-The PNG encoder for arrays is written here (zlib), so numpy arrays and the
-placeholder need no Pillow.
+Every image is encoded with Pillow.
 """
 
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from typing import Any, Optional
 
 import numpy as np
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -42,11 +40,6 @@ class ImageConversionError(ValueError):
     """The callback returned something that cannot be shown as an image."""
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encode an 8-bit array as PNG.
 
@@ -61,27 +54,19 @@ def encode_png(pixels: np.ndarray) -> bytes:
         The PNG file.
     """
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if pixels.ndim == 2:
-        color_type, channels = 0, 1
-    elif pixels.ndim == 3 and pixels.shape[2] == 3:
-        color_type, channels = 2, 3
-    elif pixels.ndim == 3 and pixels.shape[2] == 4:
-        color_type, channels = 6, 4
-    else:
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
         raise ImageConversionError(
             "an image array must be H x W, H x W x 3 or H x W x 4")
-    height, width = pixels.shape[:2]
-    if height == 0 or width == 0:
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
         raise ImageConversionError("the image array is empty")
-    rows = pixels.reshape(height, width * channels)
-    # Filter type 0 (None) in front of every row.
-    raw = np.empty((height, width * channels + 1), dtype=np.uint8)
-    raw[:, 0] = 0
-    raw[:, 1:] = rows
-    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (PNG_SIGNATURE + _chunk(b"IHDR", header)
-            + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + _chunk(b"IEND", b""))
+    # uint8 (H, W) -> "L", (H, W, 3) -> "RGB", (H, W, 4) -> "RGBA".
+    return _save_png(Image.fromarray(pixels))
+
+
+def _save_png(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 _PLACEHOLDER: Optional[bytes] = None
@@ -156,19 +141,12 @@ def _pil_to_png(image: Any) -> bytes:
         return encode_png(_array_to_uint8(np.asarray(image)))
     if mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in mode else "RGB")
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    return _save_png(image)
 
 
 def _bytes_to_png(data: bytes) -> bytes:
     if data.startswith(PNG_SIGNATURE):
         return data
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImageConversionError(
-            "the callback returned bytes that are not a PNG image") from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -210,11 +188,7 @@ def to_png_bytes(value: Any) -> bytes:
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         return encode_png(_array_to_uint8(value))
-    try:
-        from PIL import Image
-    except ImportError:
-        Image = None
-    if Image is not None and isinstance(value, Image.Image):
+    if isinstance(value, Image.Image):
         return _pil_to_png(value)
     raise ImageConversionError(
         "the callback returned a %s; expected PNG bytes, a PIL image, a numpy "

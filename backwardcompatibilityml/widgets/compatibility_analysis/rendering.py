@@ -6,25 +6,33 @@ The mounting contract is in ``docs/api.md``::
     <style>widget.css</style>
     <script>widget.js</script>
     <script>window.BackwardCompatibilityML.mountWidget(root, CONFIG);</script>
+
+The bundle and the CSS are package data, read through ``importlib.resources``
+(so they load from a wheel, a zip or an editable install alike) once per
+process and kept, already made safe to inline; each render only adds a new
+root id and the configuration.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
 import uuid
-from typing import Any, Dict, Mapping, Optional
+from importlib import resources
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 __all__ = [
-    "RESOURCES_DIR",
+    "RESOURCES",
+    "clear_asset_cache",
     "config_json",
     "render_widget_html",
     "render_page",
     "script_safe",
 ]
 
-RESOURCES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources")
+#: The package's ``resources`` folder (an ``importlib.resources`` Traversable).
+RESOURCES = resources.files(__package__) / "resources"
 _BUNDLE_NAME = "widget.js"
 _CSS_NAME = "widget.css"
 # Shown instead of a file system path: answers must not reveal paths.
@@ -81,13 +89,26 @@ def _style_safe(source: str) -> str:
     return _STYLE_CLOSE_RE.sub(lambda m: "<\\/" + m.group(1), source)
 
 
-def _read_resource(name: str) -> Optional[str]:
-    path = os.path.join(RESOURCES_DIR, name)
+def _read_resource(root: Any, name: str) -> Optional[str]:
     try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
+        return (root / name).read_text(encoding="utf-8")
     except OSError:
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def _assets(root: Any) -> Tuple[Optional[str], str]:
+    """``(bundle, css)`` of ``root``, made safe to inline; the bundle is None
+    when it is missing. Read once per root, then cached."""
+    bundle = _read_resource(root, _BUNDLE_NAME)
+    css = _read_resource(root, _CSS_NAME) or ""
+    return (None if bundle is None else script_safe(bundle)), _style_safe(css)
+
+
+def clear_asset_cache() -> None:
+    """Forget the bundle and CSS read so far (after rebuilding the UI in a
+    running kernel, for instance); the next render reads them again."""
+    _assets.cache_clear()
 
 
 def render_widget_html(api_service_environment: Mapping[str, Any]) -> str:
@@ -107,8 +128,7 @@ def render_widget_html(api_service_environment: Mapping[str, Any]) -> str:
         from the package, the ``<div>`` says so instead.
     """
     root_id = "bcml-widget-" + uuid.uuid4().hex
-    bundle = _read_resource(_BUNDLE_NAME)
-    css = _read_resource(_CSS_NAME) or ""
+    bundle, css = _assets(RESOURCES)
     if bundle is None:
         return (
             '<div class="bcml-widget" id="%s" style="padding:8px;border:1px solid #c00;'
@@ -128,7 +148,7 @@ def render_widget_html(api_service_environment: Mapping[str, Any]) -> str:
         "<style>%s</style>\n"
         "<script>%s</script>\n"
         "<script>%s</script>\n"
-        % (root_id, _style_safe(css), script_safe(bundle), mount))
+        % (root_id, css, bundle, mount))
 
 
 def render_page(api_service_environment: Mapping[str, Any]) -> str:

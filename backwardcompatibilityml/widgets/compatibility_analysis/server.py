@@ -1,36 +1,62 @@
-"""The WSGI server thread behind a widget: port choice, start, stop.
+"""The WSGI server behind a widget: port choice, start, limits, stop.
 
-Werkzeug's threaded server runs the Flask app in a daemon thread. The listening
-socket is bound and listening before :class:`WidgetServer` returns, so the
-first request never races the server thread; :meth:`WidgetServer.close`
-stops the loop, closes the listening socket and every open connection, and
-frees the port. A port that is taken is reported with :class:`PortInUseError`
-naming it. Live servers are closed at interpreter exit.
+The Flask app is served by waitress (pure Python, production grade) from one
+daemon thread running its event loop plus a fixed pool of worker threads. The
+listening socket is bound here, only to the chosen port, and listens before
+:class:`WidgetServer` returns, so the first request never races the server
+thread. :meth:`WidgetServer.close` stops the loop, closes the listening socket
+and every open connection, and frees the port at once. A port that is taken
+is reported with :class:`PortInUseError` naming it. Live servers are closed at
+interpreter exit.
 
-Why not rai-core-flask's ``FlaskHelper``: see the widget-server issue (its
-``stop()`` does nothing while serving, it refuses early requests, scans other
-ports and its gevent thread can crash the interpreter at exit).
+Limits (what an idle-connection flood from another local process can take):
+
+- at most :func:`connection_limit` connections are open at a time: 200, or a
+  quarter of the process's soft ``RLIMIT_NOFILE`` when that is lower (at least
+  16). Further connections wait in the kernel's accept queue, holding no file
+  descriptor of this process, until a connection closes;
+- a connection with no request in progress is closed after
+  :data:`IDLE_TIMEOUT` seconds (checked every :data:`_CLEANUP_INTERVAL` s);
+- :data:`WORKER_THREADS` threads run requests; the thread count never grows
+  with the number of connections;
+- request headers are capped at 64 KiB (431) and bodies at 64 KiB (413), so
+  no request is ever spooled to a temporary file.
+
+Errors of the HTTP layer itself (malformed request, headers too large) are
+answered as JSON ``{"error": "..."}`` like the API's own errors.
+
+Why not rai-core-flask's ``FlaskHelper`` or werkzeug's development server:
+the former cannot be stopped while it serves and its gevent thread can crash
+the interpreter at exit; the latter runs one thread per connection without a
+cap, so idle connections could exhaust the process's file descriptors.
 """
 
 from __future__ import annotations
 
 import atexit
 import errno
+import json
 import logging
-import re
+import resource
 import socket
 import sys
 import threading
 import weakref
-from typing import Any, Iterable, Optional, Set
+from typing import Any, Iterable, Optional
 
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT_RANGE",
+    "IDLE_TIMEOUT",
+    "WORKER_THREADS",
     "PortInUseError",
     "WidgetServer",
+    "bind_socket",
+    "connection_limit",
     "live_servers",
 ]
 
@@ -38,8 +64,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT_RANGE = range(5000, 5100)
-_POLL_INTERVAL = 0.1
-_CONNECTION_TIMEOUT = 120.0
+#: Seconds after which a connection with no request in progress is closed.
+IDLE_TIMEOUT = 10.0
+#: Threads that run requests (fixed, whatever the number of connections).
+WORKER_THREADS = 8
+_MAX_CONNECTIONS = 200
+_MIN_CONNECTIONS = 16
+_CLEANUP_INTERVAL = 1.0
+_LOOP_TIMEOUT = 0.5
+_MAX_HEADER_BYTES = 64 * 1024
+_MAX_BODY_BYTES = 64 * 1024
+_BACKLOG = 1024
 
 
 class PortInUseError(RuntimeError):
@@ -50,84 +85,51 @@ class PortInUseError(RuntimeError):
         self.port = port
 
 
-_TOKEN_RE = re.compile(r"(token=)[^&\s]*", re.IGNORECASE)
+def connection_limit() -> int:
+    """The most connections a widget server keeps open at a time.
+
+    Returns
+    -------
+    int
+        200, or a quarter of this process's soft limit of open files when that
+        is lower, but at least 16.
+    """
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - exotic platforms
+        soft = resource.RLIM_INFINITY
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return _MAX_CONNECTIONS
+    return max(_MIN_CONNECTIONS, min(_MAX_CONNECTIONS, soft // 4))
 
 
-def _redact(text: str) -> str:
-    """Hide the token of a request line in logs."""
-    return _TOKEN_RE.sub(r"\1***", text)
+# ---------------------------------------------------------------- waitress parts
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that logs through ``logging`` at DEBUG, not stderr,
-    and answers HTTP-level parse errors with JSON instead of an HTML page."""
+class _JsonErrorTask(ErrorTask):
+    """Answers HTTP-level errors (parse errors, limits) with a JSON body."""
 
-    timeout = _CONNECTION_TIMEOUT
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("%s %s", self.address_string(), _redact(message % args))
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        logger.debug("%s %s %s", self.address_string(),
-                     _redact(getattr(self, "requestline", "")), code)
-
-    def send_error(self, code: int, message: Optional[str] = None,
-                   explain: Optional[str] = None) -> None:
-        import json
-        try:
-            short, _ = self.responses.get(code, ("Error", ""))
-        except Exception:  # pragma: no cover
-            short = "Error"
-        body = json.dumps({"error": "%s." % short}).encode("ascii")
-        self.log_error("code %d, message %s", code, message)
-        self.send_response(code, short)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(body)
+    def execute(self) -> None:
+        error = self.request.error
+        body = json.dumps({"error": "%s." % error.reason}).encode("ascii")
+        self.status = "%d %s" % (error.code, error.reason)
+        self.response_headers.extend([
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+        ])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
 
 
-class _Server(ThreadedWSGIServer):
-    """Threaded Werkzeug server that tracks its connections so that
-    :meth:`close_connections` can end keep-alive connections at close."""
+class _Channel(HTTPChannel):
+    error_task_class = _JsonErrorTask
+    logger = logger
 
-    daemon_threads = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._connections: Set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
-        logger.debug("werkzeug %s: %s", type, _redact(message % args if args else message))
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Client disconnects and the like: log, never print to the notebook.
-        logger.debug("error while handling a request from %s", client_address,
-                     exc_info=True)
+class _Dispatcher(ThreadedTaskDispatcher):
+    logger = logger
+    queue_logger = logger
 
 
 def _family_for(host: str) -> int:
@@ -148,7 +150,7 @@ def _bind(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(_BACKLOG)
     except BaseException:
         sock.close()
         raise
@@ -223,7 +225,7 @@ def live_servers() -> list:
 
 
 class WidgetServer:
-    """Serve a WSGI app on ``host:port`` from a daemon thread.
+    """Serve a WSGI app on ``host:port`` with waitress, from a daemon thread.
 
     Parameters
     ----------
@@ -242,12 +244,14 @@ class WidgetServer:
     host : str
     port : int
         The bound port.
+    max_connections : int
+        The connection cap (:func:`connection_limit` when the server started).
 
     Notes
     -----
     The socket accepts connections before the constructor returns. The server
     is closed by :meth:`close`, by leaving a ``with`` block, or at interpreter
-    exit.
+    exit. See the module documentation for its limits.
     """
 
     def __init__(self, app: Any, host: str = DEFAULT_HOST, port: Optional[int] = None,
@@ -255,14 +259,31 @@ class WidgetServer:
         self.host = host
         self._closed = False
         self._close_lock = threading.Lock()
+        self.max_connections = connection_limit()
         sock = bind_socket(host, port, port_range)
+        self.port = sock.getsockname()[1]
+        dispatcher = _Dispatcher()
         try:
-            self.port = sock.getsockname()[1]
-            # Werkzeug duplicates the descriptor; ours is closed right after.
-            self._server = _Server(host, self.port, app, handler=_QuietHandler,
-                                   fd=sock.fileno())
-        finally:
+            dispatcher.set_thread_count(WORKER_THREADS)
+            self._server = create_server(
+                app, map={}, _dispatcher=dispatcher, sockets=[sock],
+                connection_limit=self.max_connections,
+                channel_timeout=IDLE_TIMEOUT,
+                cleanup_interval=_CLEANUP_INTERVAL,
+                asyncore_loop_timeout=_LOOP_TIMEOUT,
+                asyncore_use_poll=True,  # select() fails on descriptors >= 1024
+                backlog=_BACKLOG,
+                max_request_header_size=_MAX_HEADER_BYTES,
+                max_request_body_size=_MAX_BODY_BYTES,
+                expose_tracebacks=False,
+                ident="bcml",
+            )
+        except BaseException:
+            dispatcher.shutdown(timeout=1)
             sock.close()
+            raise
+        self._server.channel_class = _Channel
+        self._server.logger = logger
         self._thread = threading.Thread(
             target=self._serve, name="bcml-widget-server-%d" % self.port, daemon=True)
         self._thread.start()
@@ -271,7 +292,7 @@ class WidgetServer:
 
     def _serve(self) -> None:
         try:
-            self._server.serve_forever(poll_interval=_POLL_INTERVAL)
+            self._server.run()
         except Exception:  # pragma: no cover - logged, never printed
             logger.exception("the widget server on port %d stopped", self.port)
 
@@ -280,19 +301,40 @@ class WidgetServer:
         """Whether the server still serves."""
         return not self._closed and self._thread.is_alive()
 
+    @property
+    def connection_count(self) -> int:
+        """Connections open right now (accepted and not yet closed)."""
+        return len(self._server.active_channels)
+
+    def _close_everything(self) -> None:
+        """In the loop thread: close the listening socket, every connection
+        and the trigger; the loop then ends (its map is empty)."""
+        for dispatcher in list(self._server._map.values()):
+            try:
+                if isinstance(dispatcher, HTTPChannel):
+                    dispatcher.handle_close()  # also frees its buffers, wakes its writer
+                else:
+                    dispatcher.close()
+            except OSError:  # pragma: no cover - already closed
+                pass
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving, end open connections and free the port (idempotent)."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-        if self._thread.is_alive():
-            if threading.current_thread() is not self._thread:
-                self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        if threading.current_thread() is not self._thread:
+        here = threading.current_thread() is self._thread
+        if self._thread.is_alive() and not here:
+            try:
+                self._server.trigger.pull_trigger(self._close_everything)
+            except OSError:  # pragma: no cover - the trigger is gone
+                pass
             self._thread.join(timeout)
+        if self._server._map:
+            # The loop thread is gone, stuck, or is us: close from here.
+            self._close_everything()
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         with _live_lock:
             _live.discard(self)
 

@@ -1,5 +1,5 @@
 // Pareto front of (x, y) where both are to be maximised, per dataset.
-import { datasetOf } from "../format";
+import { datasetOf } from "../families";
 import type { DataPoint, Metric } from "../types";
 
 /** Indices of the points that no other point of the same dataset dominates. */

@@ -1,7 +1,17 @@
 // Colours (Okabe-Ito based, colourblind-safe) and marker shapes.
 import { scaleLinear } from "d3-scale";
-import { symbol, symbolCircle, symbolTriangle } from "d3-shape";
-import type { Dataset, LossFamily } from "../types";
+import {
+  symbol,
+  symbolCircle,
+  symbolCross,
+  symbolDiamond,
+  symbolSquare,
+  symbolStar,
+  symbolTriangle,
+  symbolWye,
+  type SymbolType,
+} from "d3-shape";
+import type { Dataset } from "../types";
 
 export const DATASET_COLOR: Record<Dataset, string> = {
   training: "#0072B2",
@@ -36,7 +46,19 @@ export function lambdaFill(dataset: Dataset, domain: [number, number]) {
 const AREA = 90;
 const SELECTED_AREA = 200;
 
-export function markerPath(family: LossFamily, selected = false): string {
-  const type = family === "new-error" ? symbolCircle : symbolTriangle;
-  return symbol(type, selected ? SELECTED_AREA : AREA)() ?? "";
+/** One marker shape per loss family, in the order the sweep lists them (then again). */
+const SHAPES: readonly SymbolType[] = [
+  symbolCircle,
+  symbolTriangle,
+  symbolSquare,
+  symbolDiamond,
+  symbolStar,
+  symbolCross,
+  symbolWye,
+];
+
+/** The marker of the family at `familyIndex` (its position in the sweep's family list). */
+export function markerPath(familyIndex: number, selected = false, area?: number): string {
+  const type = SHAPES[((familyIndex % SHAPES.length) + SHAPES.length) % SHAPES.length];
+  return symbol(type, area ?? (selected ? SELECTED_AREA : AREA))() ?? "";
 }

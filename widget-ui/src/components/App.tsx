@@ -1,6 +1,8 @@
 // One widget: header, filters, plots, details, Venn, class charts, table.
 import { useCallback, useMemo, useReducer } from "react";
 import type { ApiClient } from "../api";
+import { csvFileName, saveBlob } from "../download";
+import { familiesOf } from "../families";
 import { metricLabel } from "../format";
 import { h1ReferenceLines, initialState, PAGE_SIZE, reducer, selectedPoint, visiblePoints } from "../state";
 import { useEvaluation, useInstances, useSweepSync } from "../sync";
@@ -11,7 +13,7 @@ import { Header } from "./Header";
 import { InstanceTable } from "./InstanceTable";
 import { PlotLegend } from "./PlotLegend";
 import { PointDetails } from "./PointDetails";
-import { lambdaDomainOf, plotDomains, ScatterPlot } from "./ScatterPlot";
+import { lambdaDomainOf, ScatterPlot } from "./ScatterPlot";
 import { VennDiagram } from "./VennDiagram";
 
 export interface AppProps {
@@ -29,12 +31,13 @@ export function App({ api, pollIntervalMs }: AppProps) {
   const all = state.summary?.data ?? [];
   const points = useMemo(() => visiblePoints(all, state.filters), [all, state.filters]);
   const h1Lines = useMemo(() => h1ReferenceLines(points), [points]);
-  const { xDomain, yDomain } = useMemo(() => plotDomains(points, h1Lines), [points, h1Lines]);
   const lambdaDomain = useMemo(() => lambdaDomainOf(all), [all]);
   const yLabel = metricLabel(state.summary?.performance_metric);
   const point = selectedPoint(state);
   const evaluation = state.evaluation.data;
   const filter = state.table.filter;
+  const families = useMemo(() => familiesOf(state.summary), [state.summary]);
+  const imagesAvailable = state.summary?.instance_images !== false;
 
   const onSelect = useCallback((index: number) => dispatch({ type: "select", index }), []);
   const onFilter = useCallback((f: InstanceFilter) => dispatch({ type: "tableFilter", filter: f }), []);
@@ -42,11 +45,19 @@ export function App({ api, pollIntervalMs }: AppProps) {
     (region: Region) => dispatch({ type: "tableFilter", filter: { region } }),
     [],
   );
+  const { selectedIndex, table } = state;
+  const onDownloadCsv = useCallback(async () => {
+    if (selectedIndex === null) return;
+    const query = { ...table.filter, sort: table.sort };
+    const blob = await api.getInstancesCsv(selectedIndex, query);
+    saveBlob(blob, csvFileName(selectedIndex, query));
+  }, [api, selectedIndex, table]);
 
   return (
     <div className="bcml-app">
       <Header
         status={state.status}
+        families={families}
         pending={state.pending}
         actionError={state.actionError}
         pollError={state.pollError}
@@ -56,19 +67,19 @@ export function App({ api, pollIntervalMs }: AppProps) {
       />
       <Filters
         filters={state.filters}
+        families={families}
         onChange={(filters) => dispatch({ type: "setFilters", filters })}
         shown={points.length}
         total={all.length}
       />
-      <PlotLegend lambdaDomain={lambdaDomain} />
+      <PlotLegend lambdaDomain={lambdaDomain} families={families} />
       <div className="bcml-grid-2">
         {(["btc", "bec"] as const).map((metric) => (
           <ScatterPlot
             key={metric}
             metric={metric}
             points={points}
-            xDomain={xDomain}
-            yDomain={yDomain}
+            families={families}
             lambdaDomain={lambdaDomain}
             h1Lines={h1Lines}
             selectedIndex={state.selectedIndex}
@@ -78,7 +89,7 @@ export function App({ api, pollIntervalMs }: AppProps) {
         ))}
       </div>
       <div className="bcml-grid-2">
-        <PointDetails point={point} evaluation={evaluation} metricLabel={yLabel} />
+        <PointDetails point={point} families={families} evaluation={evaluation} metricLabel={yLabel} />
         <section className="bcml-panel" aria-label="Errors of h1 and h2">
           <h3 className="bcml-panel-title">Errors of h1 and h2</h3>
           {evaluation ? (
@@ -101,6 +112,8 @@ export function App({ api, pollIntervalMs }: AppProps) {
             table={state.table}
             pageSize={PAGE_SIZE}
             imageUrl={(id) => api.instanceImageUrl(id)}
+            imagesAvailable={imagesAvailable}
+            onDownloadCsv={onDownloadCsv}
             onSort={(key) => dispatch({ type: "sort", key })}
             onPage={(page) => dispatch({ type: "page", page })}
             onClearFilter={() => dispatch({ type: "clearTableFilter" })}

@@ -1,10 +1,13 @@
 // Dataset, loss family and lambda_c range filters of the scatter plots.
 import { useId, type ReactNode } from "react";
-import { isBoundInvalid, type PointFilters } from "../state";
-import { DATASET_COLOR } from "../charts/theme";
+import { isBoundInvalid, withFamilyShown, type PointFilters } from "../state";
+import { DATASET_COLOR, markerPath } from "../charts/theme";
+import type { FamilyInfo } from "../types";
 
 export interface FiltersProps {
   filters: PointFilters;
+  /** The sweep's loss families, in order (one checkbox and marker shape each). */
+  families: readonly FamilyInfo[];
   onChange: (filters: Partial<PointFilters>) => void;
   shown: number;
   total: number;
@@ -31,15 +34,16 @@ function Swatch({ color }: { color: string }) {
   return <span className="bcml-swatch" style={{ background: color }} aria-hidden="true" />;
 }
 
-function Shape({ kind }: { kind: "circle" | "triangle" }) {
+/** The marker shape of the family at `index`, as the plots draw it. */
+export function FamilyShape({ index, className = "bcml-shape" }: { index: number; className?: string }) {
   return (
-    <svg className="bcml-shape" width="12" height="12" viewBox="-6 -6 12 12" aria-hidden="true">
-      {kind === "circle" ? <circle r="4.5" /> : <path d="M0,-5.2L5,3.6L-5,3.6Z" />}
+    <svg className={className} width="12" height="12" viewBox="-6 -6 12 12" aria-hidden="true">
+      <path d={markerPath(index, false, 50)} />
     </svg>
   );
 }
 
-export function Filters({ filters, onChange, shown, total }: FiltersProps) {
+export function Filters({ filters, families, onChange, shown, total }: FiltersProps) {
   const id = useId();
   const minInvalid = isBoundInvalid(filters.lambdaMin);
   const maxInvalid = isBoundInvalid(filters.lambdaMax);
@@ -60,21 +64,22 @@ export function Filters({ filters, onChange, shown, total }: FiltersProps) {
           swatch={<Swatch color={DATASET_COLOR.testing} />}
         />
       </fieldset>
-      <fieldset className="bcml-fieldset">
-        <legend className="bcml-legend-title">Dissonance</legend>
-        <Check
-          label="New Error"
-          checked={filters.newError}
-          onChange={(newError) => onChange({ newError })}
-          swatch={<Shape kind="circle" />}
-        />
-        <Check
-          label="Strict Imitation"
-          checked={filters.strictImitation}
-          onChange={(strictImitation) => onChange({ strictImitation })}
-          swatch={<Shape kind="triangle" />}
-        />
-      </fieldset>
+      {families.length > 0 ? (
+        <fieldset className="bcml-fieldset">
+          <legend className="bcml-legend-title">Dissonance</legend>
+          {families.map((family, index) => (
+            <Check
+              key={family.name}
+              label={family.label}
+              checked={!filters.hiddenFamilies.includes(family.name)}
+              onChange={(checked) =>
+                onChange({ hiddenFamilies: withFamilyShown(filters.hiddenFamilies, family.name, checked) })
+              }
+              swatch={<FamilyShape index={index} />}
+            />
+          ))}
+        </fieldset>
+      ) : null}
       <fieldset className="bcml-fieldset">
         <legend className="bcml-legend-title">lambda_c range</legend>
         <label className="bcml-range-label" htmlFor={`${id}-min`}>

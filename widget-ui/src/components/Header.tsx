@@ -1,9 +1,12 @@
 // Title, Start / Cancel buttons, progress bar and errors in words.
-import { familyLabel, fmt3, fmtEta, fmtLambda } from "../format";
-import type { SweepStatus } from "../types";
+import { familyLabel } from "../families";
+import { fmt3, fmtEta, fmtLambda, fmtRunningJobs } from "../format";
+import type { FamilyInfo, SweepStatus } from "../types";
 
 export interface HeaderProps {
   status: SweepStatus | null;
+  /** The sweep's loss families (their labels). */
+  families: readonly FamilyInfo[];
   pending: "start" | "cancel" | null;
   actionError: string | null;
   pollError: string | null;
@@ -12,7 +15,7 @@ export interface HeaderProps {
   onDismissError: () => void;
 }
 
-export function statusText(status: SweepStatus | null): string {
+export function statusText(status: SweepStatus | null, families: readonly FamilyInfo[] = []): string {
   if (!status) return "Connecting to the widget server…";
   const points = `${status.completed_points} of ${status.total_points} points`;
   switch (status.state) {
@@ -21,7 +24,7 @@ export function statusText(status: SweepStatus | null): string {
     case "running": {
       const parts = [`Running: ${points}`];
       if (status.lambda_c !== null) parts.push(`lambda_c ${fmtLambda(status.lambda_c)}`);
-      if (status.loss_family) parts.push(familyLabel(status.loss_family));
+      if (status.loss_family) parts.push(familyLabel(status.loss_family, families));
       if (status.loss !== null && status.loss !== undefined) parts.push(`loss ${fmt3(status.loss)}`);
       parts.push(`ETA ${fmtEta(status.eta_seconds)}`);
       return parts.join(" · ");
@@ -36,6 +39,24 @@ export function statusText(status: SweepStatus | null): string {
     default:
       return `Sweep ${status.state}.`;
   }
+}
+
+/**
+ * The executor, its note and what it trains now, in one line:
+ * "Executor: vectorized (10 trainings as 1 stacked model) · training 10 jobs:
+ * New Error at lambda_c 0, 0.25, …, 1 (5 values); ...". Empty when the server
+ * says nothing of it (older servers).
+ */
+export function executorText(status: SweepStatus | null, families: readonly FamilyInfo[]): string {
+  if (!status) return "";
+  const parts: string[] = [];
+  const note = status.executor_note?.trim();
+  if (status.executor) parts.push(`Executor: ${status.executor}${note ? ` (${note})` : ""}`);
+  else if (note) parts.push(note);
+  const jobs = status.running && Array.isArray(status.running_jobs) ? status.running_jobs : [];
+  const running = fmtRunningJobs(jobs, families);
+  if (running) parts.push(`training ${jobs.length} ${jobs.length === 1 ? "job" : "jobs"}: ${running}`);
+  return parts.join(" · ");
 }
 
 export function progressPercent(status: SweepStatus | null): number {
@@ -91,11 +112,12 @@ export function Header(props: HeaderProps) {
         </span>
       </div>
       <p className="bcml-status-text" role="status">
-        {statusText(status)}
+        {statusText(status, props.families)}
         {props.pollError ? (
           <span className="bcml-poll-error"> Connection problem, retrying: {props.pollError}</span>
         ) : null}
       </p>
+      <ExecutorLine status={status} families={props.families} />
       <div className={`bcml-alert${alertText ? " bcml-alert-visible" : ""}`} role="alert">
         {alertText ? (
           <>
@@ -109,5 +131,15 @@ export function Header(props: HeaderProps) {
         ) : null}
       </div>
     </header>
+  );
+}
+
+function ExecutorLine({ status, families }: { status: SweepStatus | null; families: readonly FamilyInfo[] }) {
+  const text = executorText(status, families);
+  if (!text) return null;
+  return (
+    <p className="bcml-executor" data-field="executor" title={status?.executor_note ?? undefined}>
+      {text}
+    </p>
   );
 }

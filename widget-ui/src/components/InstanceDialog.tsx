@@ -1,12 +1,13 @@
 // The large image of one instance with its metadata; Escape closes it.
 import { useEffect, useId, useRef } from "react";
 import { REGION_INFO } from "./VennDiagram";
-import { InstanceImage } from "./InstanceImage";
+import { InstanceImage, NO_IMAGES_NOTICE } from "./InstanceImage";
 import type { InstanceItem } from "../types";
 
 export interface InstanceDialogProps {
   item: InstanceItem;
-  imageUrl: string;
+  /** Null when the server has no image callback: a notice instead of the image. */
+  imageUrl: string | null;
   onClose: () => void;
 }
 
@@ -46,11 +47,17 @@ export function InstanceDialog({ item, imageUrl, onClose }: InstanceDialogProps)
           </button>
         </div>
         <div className="bcml-dialog-body">
-          <InstanceImage
-            className="bcml-dialog-image"
-            src={imageUrl}
-            alt={`Instance ${item.instance_id}: ${item.metadata}`}
-          />
+          {imageUrl === null ? (
+            <p className="bcml-notice bcml-dialog-notice" role="note">
+              {NO_IMAGES_NOTICE}
+            </p>
+          ) : (
+            <InstanceImage
+              className="bcml-dialog-image"
+              src={imageUrl}
+              alt={`Instance ${item.instance_id}: ${item.metadata}`}
+            />
+          )}
           <dl className="bcml-dl bcml-dialog-dl">
             <div className="bcml-dl-row">
               <dt>Metadata</dt>

@@ -1,6 +1,9 @@
 // An instance's image; small images (MNIST-like) are scaled without blur.
 import { useState } from "react";
 
+/** Shown instead of images when the server has no image callback (`serve FOLDER`). */
+export const NO_IMAGES_NOTICE = "No images: this sweep was opened without an image callback.";
+
 export interface InstanceImageProps {
   src: string;
   alt: string;

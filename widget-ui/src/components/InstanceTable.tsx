@@ -1,7 +1,8 @@
 // Instances either model gets wrong: server-side paging and sorting.
 import { useRef, useState } from "react";
+import { DownloadCsv } from "./DownloadCsv";
 import { InstanceDialog } from "./InstanceDialog";
-import { InstanceImage } from "./InstanceImage";
+import { InstanceImage, NO_IMAGES_NOTICE } from "./InstanceImage";
 import { REGION_INFO } from "./VennDiagram";
 import type { TableState } from "../state";
 import type { InstanceFilter, InstanceItem, InstancePage, SortKey } from "../types";
@@ -13,6 +14,10 @@ export interface InstanceTableProps {
   table: TableState;
   pageSize: number;
   imageUrl: (instanceId: number) => string;
+  /** False when the server has no image callback: no image column, a notice instead. */
+  imagesAvailable: boolean;
+  /** Downloads every row under the current filter and sort as CSV. */
+  onDownloadCsv: () => Promise<void>;
   onSort: (key: SortKey) => void;
   onPage: (page: number) => void;
   onClearFilter: () => void;
@@ -51,6 +56,7 @@ export function InstanceTable(props: InstanceTableProps) {
   const pages = Math.max(1, Math.ceil(total / pageSize));
   const current = Math.min(table.page, pages - 1);
   const filtered = hasFilter(table.filter);
+  const columns = props.imagesAvailable ? COLUMNS : COLUMNS.filter((c) => c.key !== null);
 
   const openRow = (item: InstanceItem, row: HTMLTableRowElement) => {
     lastRow.current = row;
@@ -76,14 +82,20 @@ export function InstanceTable(props: InstanceTableProps) {
           ) : (
             <span className="bcml-panel-note">Every instance h1 or h2 gets wrong</span>
           )}
+          <DownloadCsv onDownload={props.onDownloadCsv} />
         </div>
       </div>
+      {props.imagesAvailable ? null : (
+        <p className="bcml-notice" role="note">
+          {NO_IMAGES_NOTICE}
+        </p>
+      )}
       {props.error ? <p className="bcml-inline-error">Could not load instances: {props.error}</p> : null}
       <div className="bcml-table-wrap">
         <table className="bcml-table" aria-busy={props.loading || undefined}>
           <thead>
             <tr>
-              {COLUMNS.map((col) => {
+              {columns.map((col) => {
                 if (!col.key) {
                   return (
                     <th key={col.label} scope="col" className="bcml-col-image">
@@ -126,13 +138,15 @@ export function InstanceTable(props: InstanceTableProps) {
                       }
                     }}
                   >
-                    <td className="bcml-col-image">
-                      <InstanceImage
-                        className="bcml-thumb"
-                        src={props.imageUrl(item.instance_id)}
-                        alt={`Instance ${item.instance_id}${item.metadata ? `: ${item.metadata}` : ""}`}
-                      />
-                    </td>
+                    {props.imagesAvailable ? (
+                      <td className="bcml-col-image">
+                        <InstanceImage
+                          className="bcml-thumb"
+                          src={props.imageUrl(item.instance_id)}
+                          alt={`Instance ${item.instance_id}${item.metadata ? `: ${item.metadata}` : ""}`}
+                        />
+                      </td>
+                    ) : null}
                     <td>
                       <span className="bcml-instance-id">#{item.instance_id}</span>
                       <span className={`bcml-tag bcml-tag-${item.region}`}>
@@ -179,7 +193,13 @@ export function InstanceTable(props: InstanceTableProps) {
           Next page
         </button>
       </div>
-      {open ? <InstanceDialog item={open} imageUrl={props.imageUrl(open.instance_id)} onClose={close} /> : null}
+      {open ? (
+        <InstanceDialog
+          item={open}
+          imageUrl={props.imagesAvailable ? props.imageUrl(open.instance_id) : null}
+          onClose={close}
+        />
+      ) : null}
     </section>
   );
 }

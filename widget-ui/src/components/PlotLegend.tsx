@@ -1,25 +1,25 @@
 // Legend shared by both scatter plots.
 import { DATASET_COLOR, lambdaFill } from "../charts/theme";
+import { DATASETS } from "../families";
 import { fmtLambda } from "../format";
-import type { Dataset } from "../types";
+import type { FamilyInfo } from "../types";
+import { FamilyShape } from "./Filters";
 
-export function PlotLegend({ lambdaDomain }: { lambdaDomain: [number, number] }) {
-  const datasets: Dataset[] = ["training", "testing"];
+export interface PlotLegendProps {
+  lambdaDomain: [number, number];
+  families: readonly FamilyInfo[];
+}
+
+export function PlotLegend({ lambdaDomain, families }: PlotLegendProps) {
   return (
     <div className="bcml-plot-legend" aria-label="Legend" role="group">
-      <span className="bcml-legend-item">
-        <svg width="14" height="14" viewBox="-7 -7 14 14" aria-hidden="true">
-          <circle r="5" className="bcml-legend-mark" />
-        </svg>
-        New Error
-      </span>
-      <span className="bcml-legend-item">
-        <svg width="14" height="14" viewBox="-7 -7 14 14" aria-hidden="true">
-          <path d="M0,-6L5.5,4L-5.5,4Z" className="bcml-legend-mark" />
-        </svg>
-        Strict Imitation
-      </span>
-      {datasets.map((dataset) => {
+      {families.map((family, index) => (
+        <span key={family.name} className="bcml-legend-item" data-family={family.name}>
+          <FamilyShape index={index} className="bcml-legend-shape" />
+          {family.label}
+        </span>
+      ))}
+      {DATASETS.map((dataset) => {
         const fill = lambdaFill(dataset, lambdaDomain);
         const stops = [0, 0.5, 1].map((t) => fill(lambdaDomain[0] + t * (lambdaDomain[1] - lambdaDomain[0])));
         return (

@@ -1,9 +1,11 @@
 // Numbers of the selected datapoint.
-import { datasetOf, familyLabel, familyOf, fmt3, fmtLambda, fmtSigned3 } from "../format";
-import type { DataPoint, EvaluationData } from "../types";
+import { datasetOf, familyLabel, familyOf } from "../families";
+import { fmt3, fmtLambda, fmtSigned3 } from "../format";
+import type { DataPoint, EvaluationData, FamilyInfo } from "../types";
 
 export interface PointDetailsProps {
   point: DataPoint | null;
+  families: readonly FamilyInfo[];
   evaluation: EvaluationData | null;
   metricLabel: string;
 }
@@ -15,7 +17,7 @@ interface Row {
   hint?: string;
 }
 
-export function PointDetails({ point, evaluation, metricLabel }: PointDetailsProps) {
+export function PointDetails({ point, families, evaluation, metricLabel }: PointDetailsProps) {
   if (!point) {
     return (
       <section className="bcml-panel bcml-details" aria-label="Selected model">
@@ -40,7 +42,7 @@ export function PointDetails({ point, evaluation, metricLabel }: PointDetailsPro
     rows.push({ label: "h1 errors", value: String(evaluation.error_counts.h1) });
     rows.push({ label: "h2 errors", value: String(evaluation.error_counts.h2) });
   }
-  const family = familyLabel(familyOf(point));
+  const family = familyLabel(familyOf(point), families);
   const dataset = datasetOf(point);
   return (
     <section className="bcml-panel bcml-details" aria-label="Selected model">

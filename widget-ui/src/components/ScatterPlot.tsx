@@ -1,22 +1,30 @@
 // h2 performance against BTC or BEC: one point per datapoint of the sweep.
-import { useMemo, useRef, useState } from "react";
+// Each plot fits its axes to its own points; drag to zoom, "Reset zoom" to
+// go back; a click on stacked points offers all of them in a small menu.
+import { useEffect, useId, useMemo, useRef, useState } from "react";
 import { axisBottom, axisLeft } from "d3-axis";
 import { scaleLinear } from "d3-scale";
 import { line } from "d3-shape";
-import { paddedDomain, useAxis } from "../charts/axis";
+import { useAxis } from "../charts/axis";
+import { domainText, fitDomains, zoomFromPixels, type H1Lines, type PlotDomains } from "../charts/domains";
 import { paretoFrontLine, paretoIndices } from "../charts/pareto";
-import { DATASET_COLOR, lambdaFill, markerPath } from "../charts/theme";
+import { stackAt, stackClusters, type Placed } from "../charts/stacks";
+import { DATASET_COLOR, lambdaFill } from "../charts/theme";
+import { useBrushZoom } from "../charts/useBrushZoom";
 import { useWidth } from "../charts/useWidth";
-import { datasetOf, familyLabel, familyOf, fmt3, fmtLambda, pointLabel } from "../format";
-import type { DataPoint, Dataset, Metric } from "../types";
+import { DATASETS, datasetOf } from "../families";
+import type { DataPoint, FamilyInfo, Metric } from "../types";
+import { PlotTooltip } from "./PlotTooltip";
+import { PointMark } from "./PointMark";
+import { ReferenceLines } from "./ReferenceLines";
+import { StackChooser } from "./StackChooser";
 
 export interface ScatterPlotProps {
   metric: Metric;
   points: readonly DataPoint[];
-  xDomain: [number, number];
-  yDomain: [number, number];
+  families: readonly FamilyInfo[];
   lambdaDomain: [number, number];
-  h1Lines: { training: number | null; testing: number | null };
+  h1Lines: H1Lines;
   selectedIndex: number | null;
   onSelect: (index: number) => void;
   yLabel: string;
@@ -30,40 +38,38 @@ export const METRIC_TITLE: Record<Metric, string> = {
 const HEIGHT = 300;
 const MARGIN = { top: 14, right: 14, bottom: 44, left: 54 };
 
-/** Shared x domain of both plots and the y domain (with h1's lines). */
-export function plotDomains(points: readonly DataPoint[], h1: { training: number | null; testing: number | null }) {
-  const xs = points.flatMap((p) => [p.btc, p.bec]);
-  const ys = points.map((p) => p.performance);
-  if (h1.training !== null) ys.push(h1.training);
-  if (h1.testing !== null) ys.push(h1.testing);
-  return { xDomain: paddedDomain(xs), yDomain: paddedDomain(ys) };
-}
-
 export function lambdaDomainOf(points: readonly DataPoint[]): [number, number] {
   if (points.length === 0) return [0, 1];
   const lambdas = points.map((p) => p.lambda_c);
-  const lo = Math.min(0, ...lambdas);
-  const hi = Math.max(1, ...lambdas);
-  return [lo, hi];
-}
-
-interface Hover {
-  point: DataPoint;
+  return [Math.min(0, ...lambdas), Math.max(1, ...lambdas)];
 }
 
 export function ScatterPlot(props: ScatterPlotProps) {
-  const { metric, points, xDomain, yDomain, lambdaDomain, h1Lines, selectedIndex, onSelect } = props;
+  const { metric, points, families, lambdaDomain, h1Lines, selectedIndex, onSelect } = props;
   const [boxRef, width] = useWidth<HTMLDivElement>(520);
-  const [hover, setHover] = useState<Hover | null>(null);
-  const pointerFocus = useRef(false);
+  const [hover, setHover] = useState<number | null>(null);
+  const [zoom, setZoom] = useState<PlotDomains | null>(null);
+  const [chooser, setChooser] = useState<number | null>(null);
+  const focusAfterRender = useRef<number | null>(null);
+  const svgRef = useRef<SVGSVGElement>(null);
+  const clipId = `bcml-clip-${useId().replace(/[^A-Za-z0-9_-]/g, "")}`;
   const innerW = Math.max(120, width - MARGIN.left - MARGIN.right);
   const innerH = HEIGHT - MARGIN.top - MARGIN.bottom;
 
-  const x = useMemo(() => scaleLinear().domain(xDomain).range([0, innerW]), [xDomain, innerW]);
-  const y = useMemo(() => scaleLinear().domain(yDomain).range([innerH, 0]), [yDomain, innerH]);
+  const fitted = useMemo(() => fitDomains(points, metric, h1Lines), [points, metric, h1Lines]);
+  const domains = zoom ?? fitted;
+  const x = useMemo(() => scaleLinear().domain(domains.x).range([0, innerW]), [domains.x, innerW]);
+  const y = useMemo(() => scaleLinear().domain(domains.y).range([innerH, 0]), [domains.y, innerH]);
   const xTicks = Math.max(2, Math.round(innerW / 80));
   const xAxisRef = useAxis(axisBottom(x).ticks(xTicks).tickSizeOuter(0), [x, xTicks]);
   const yAxisRef = useAxis(axisLeft(y).ticks(6).tickSizeOuter(0), [y]);
+  const brushRef = useBrushZoom(innerW, innerH, (box) => {
+    const next = zoomFromPixels(box, (px) => x.invert(px), (py) => y.invert(py));
+    if (next) {
+      setZoom(next);
+      setChooser(null);
+    }
+  });
 
   const fills = useMemo(
     () => ({ training: lambdaFill("training", lambdaDomain), testing: lambdaFill("testing", lambdaDomain) }),
@@ -74,34 +80,74 @@ export function ScatterPlot(props: ScatterPlotProps) {
     const make = line<DataPoint>()
       .x((p) => x(p[metric]))
       .y((p) => y(p.performance));
-    return (["training", "testing"] as Dataset[]).map((dataset) => ({
+    return DATASETS.map((dataset) => ({
       dataset,
       d: make(paretoFrontLine(points.filter((p) => datasetOf(p) === dataset), front, metric)) ?? "",
     }));
   }, [points, front, metric, x, y]);
 
-  // Selected point last so that it is drawn on top.
-  const ordered = useMemo(() => {
+  // Points inside the view, the selected one last so that it is drawn on top.
+  const placed: Placed[] = useMemo(() => {
     const rest = points.filter((p) => p.datapoint_index !== selectedIndex);
     const sel = points.filter((p) => p.datapoint_index === selectedIndex);
-    return [...rest, ...sel];
-  }, [points, selectedIndex]);
+    return [...rest, ...sel]
+      .map((point) => ({ point, cx: x(point[metric]), cy: y(point.performance) }))
+      .filter(({ cx, cy }) => cx >= -0.5 && cx <= innerW + 0.5 && cy >= -0.5 && cy <= innerH + 0.5);
+  }, [points, selectedIndex, x, y, metric, innerW, innerH]);
+  const clusters = useMemo(() => stackClusters(placed), [placed]);
+  const byIndex = useMemo(() => new Map(placed.map((p) => [p.point.datapoint_index, p])), [placed]);
+  const anchor = chooser === null ? null : byIndex.get(chooser) ?? null;
+  const stack = anchor ? stackAt(placed, anchor, families) : [];
+
+  useEffect(() => {
+    const index = focusAfterRender.current;
+    if (index === null) return;
+    focusAfterRender.current = null;
+    svgRef.current?.querySelector<SVGElement>(`[data-datapoint-index="${index}"]`)?.focus();
+  });
+
+  const onPointClick = (item: Placed) => {
+    if (stackAt(placed, item, families).length > 1) setChooser(item.point.datapoint_index);
+    else onSelect(item.point.datapoint_index);
+  };
 
   const title = `h2 ${props.yLabel} vs ${metric.toUpperCase()}`;
-  const hovered = hover && points.includes(hover.point) ? hover.point : null;
+  const hovered = hover === null ? null : byIndex.get(hover) ?? null;
 
   return (
     <figure className="bcml-chart bcml-scatter" data-plot={metric}>
-      <figcaption className="bcml-chart-title">{title}</figcaption>
+      <figcaption className="bcml-chart-head">
+        <span className="bcml-chart-title">{title}</span>
+        <span className="bcml-zoom-hint">{zoom ? "zoomed" : "drag to zoom"}</span>
+        <button
+          type="button"
+          className="bcml-button bcml-button-small"
+          aria-label={`Reset zoom of the ${metric.toUpperCase()} plot`}
+          disabled={zoom === null}
+          onClick={() => setZoom(null)}
+        >
+          Reset zoom
+        </button>
+      </figcaption>
       <div className="bcml-plot" ref={boxRef}>
         <svg
+          ref={svgRef}
           className="bcml-svg"
           width={width}
           height={HEIGHT}
           style={{ height: HEIGHT, maxWidth: "none" }}
           role="group"
           aria-label={`Scatter plot of h2 ${props.yLabel} against ${metric.toUpperCase()}`}
+          data-x-domain={domainText(domains.x)}
+          data-y-domain={domainText(domains.y)}
+          data-zoomed={zoom ? "true" : "false"}
+          onDoubleClick={() => setZoom(null)}
         >
+          <defs>
+            <clipPath id={clipId}>
+              <rect x={0} y={0} width={innerW} height={innerH} />
+            </clipPath>
+          </defs>
           <g transform={`translate(${MARGIN.left},${MARGIN.top})`}>
             <g className="bcml-grid" aria-hidden="true">
               {y.ticks(6).map((t) => (
@@ -113,162 +159,80 @@ export function ScatterPlot(props: ScatterPlotProps) {
             <text className="bcml-axis-label" x={innerW / 2} y={innerH + 36} textAnchor="middle">
               {METRIC_TITLE[metric]}
             </text>
-            <text
-              className="bcml-axis-label"
-              transform={`translate(${-42},${innerH / 2}) rotate(-90)`}
-              textAnchor="middle"
-            >
+            <text className="bcml-axis-label" transform={`translate(${-42},${innerH / 2}) rotate(-90)`} textAnchor="middle">
               {`h2 ${props.yLabel}`}
             </text>
-            {(["training", "testing"] as Dataset[]).map((dataset) => {
-              const v = h1Lines[dataset];
-              if (v === null) return null;
-              return (
-                <g key={dataset} className="bcml-h1-line" data-dataset={dataset}>
-                  <line
-                    x1={0}
-                    x2={innerW}
-                    y1={y(v)}
-                    y2={y(v)}
-                    stroke={DATASET_COLOR[dataset]}
-                    strokeDasharray="6 4"
-                  />
-                </g>
-              );
-            })}
-            {frontPaths.map(({ dataset, d }) =>
-              d ? (
-                <path
-                  key={dataset}
-                  className="bcml-pareto-line"
-                  d={d}
-                  stroke={DATASET_COLOR[dataset]}
-                  aria-hidden="true"
-                />
-              ) : null,
-            )}
-            {ordered.map((p) => {
-              const dataset = datasetOf(p);
-              const selected = p.datapoint_index === selectedIndex;
-              const cx = x(p[metric]);
-              const cy = y(p.performance);
-              const onFront = front.has(p.datapoint_index);
-              return (
-                <g key={p.datapoint_index} transform={`translate(${cx},${cy})`}>
-                  {onFront ? (
-                    <circle className="bcml-pareto-ring" r={selected ? 12 : 9} aria-hidden="true" />
-                  ) : null}
-                  <path
-                    className={`bcml-point${selected ? " bcml-point-selected" : ""}`}
-                    d={markerPath(familyOf(p), selected)}
-                    fill={fills[dataset](p.lambda_c)}
-                    stroke={selected ? "#111" : DATASET_COLOR[dataset]}
-                    tabIndex={0}
-                    role="button"
-                    aria-label={pointLabel(p)}
-                    aria-description={onFront ? "Pareto-optimal" : undefined}
-                    aria-pressed={selected}
-                    data-datapoint-index={p.datapoint_index}
-                    onClick={() => onSelect(p.datapoint_index)}
-                    onKeyDown={(e) => {
-                      if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") {
-                        e.preventDefault();
-                        onSelect(p.datapoint_index);
-                      }
-                    }}
-                    onMouseEnter={() => setHover({ point: p })}
-                    onMouseLeave={() => setHover(null)}
-                    onMouseDown={() => {
-                      pointerFocus.current = true;
-                    }}
-                    onFocus={() => {
-                      // Keyboard focus shows the values; a mouse click does not pin them.
-                      if (!pointerFocus.current) setHover({ point: p });
-                      pointerFocus.current = false;
-                    }}
-                    onBlur={() => setHover(null)}
-                  />
-                </g>
-              );
-            })}
-            {(["training", "testing"] as Dataset[]).map((dataset) => {
-              const v = h1Lines[dataset];
-              if (v === null) return null;
-              // Training's label on the left, testing's on the right: they
-              // never collide, and labels are drawn over the points.
-              const left = dataset === "training";
-              return (
-                <text
-                  key={dataset}
-                  className="bcml-h1-label"
-                  data-dataset={dataset}
-                  x={left ? 4 : innerW - 4}
-                  y={y(v) - 4}
-                  textAnchor={left ? "start" : "end"}
-                  fill={DATASET_COLOR[dataset]}
-                >
-                  {`h1 ${dataset} ${fmt3(v)}`}
-                </text>
-              );
-            })}
+            <g ref={brushRef} className="bcml-brush" />
+            <g clipPath={`url(#${clipId})`} className="bcml-no-pointer" aria-hidden="true">
+              <ReferenceLines h1Lines={h1Lines} y={y} yDomain={domains.y} width={innerW} height={innerH} layer="lines" />
+              {frontPaths.map(({ dataset, d }) =>
+                d ? <path key={dataset} className="bcml-pareto-line" d={d} stroke={DATASET_COLOR[dataset]} /> : null,
+              )}
+            </g>
+            {placed.map((item) => (
+              <PointMark
+                key={item.point.datapoint_index}
+                item={item}
+                families={families}
+                selected={item.point.datapoint_index === selectedIndex}
+                onFront={front.has(item.point.datapoint_index)}
+                fill={fills[datasetOf(item.point)](item.point.lambda_c)}
+                onClick={() => onPointClick(item)}
+                onSelect={onSelect}
+                onHover={setHover}
+              />
+            ))}
+            {clusters.map(({ top, size }) => (
+              <text
+                key={`stack-${top.point.datapoint_index}`}
+                className="bcml-stack-badge"
+                x={top.cx + 8}
+                y={top.cy - 7}
+                aria-hidden="true"
+              >
+                {`×${size}`}
+              </text>
+            ))}
+            <ReferenceLines h1Lines={h1Lines} y={y} yDomain={domains.y} width={innerW} height={innerH} layer="labels" />
           </g>
         </svg>
         {points.length === 0 ? <p className="bcml-plot-empty">No datapoints to show</p> : null}
-        {hovered ? (
-          <Tooltip
-            point={hovered}
-            left={MARGIN.left + x(hovered[metric])}
-            top={MARGIN.top + y(hovered.performance)}
+        {points.length > 0 && placed.length === 0 ? (
+          <p className="bcml-plot-empty">No datapoints in the zoomed area</p>
+        ) : null}
+        {hovered && !anchor ? (
+          <PlotTooltip
+            point={hovered.point}
+            families={families}
+            left={MARGIN.left + hovered.cx}
+            top={MARGIN.top + hovered.cy}
             width={width}
-            onFront={front.has(hovered.datapoint_index)}
+            onFront={front.has(hovered.point.datapoint_index)}
             yLabel={props.yLabel}
+            stacked={stackAt(placed, hovered, families).length}
+          />
+        ) : null}
+        {anchor && stack.length > 1 ? (
+          <StackChooser
+            key={chooser ?? undefined}
+            points={stack}
+            families={families}
+            selectedIndex={selectedIndex}
+            left={MARGIN.left + anchor.cx}
+            top={MARGIN.top + anchor.cy}
+            width={width}
+            onChoose={(index, byKeyboard) => {
+              setChooser(null);
+              if (byKeyboard) focusAfterRender.current = index;
+              onSelect(index);
+            }}
+            onClose={(restoreFocus) => {
+              if (restoreFocus) focusAfterRender.current = anchor.point.datapoint_index;
+              setChooser(null);
+            }}
           />
         ) : null}
       </div>
     </figure>
-  );
-}
-
-interface TooltipProps {
-  point: DataPoint;
-  left: number;
-  top: number;
-  width: number;
-  onFront: boolean;
-  yLabel: string;
-}
-
-function Tooltip({ point, left, top, width, onFront, yLabel }: TooltipProps) {
-  const flip = left > width - 210;
-  const style = flip
-    ? { right: width - left + 14, top: Math.max(0, top - 12) }
-    : { left: left + 14, top: Math.max(0, top - 12) };
-  const rows: [string, string][] = [
-    ["lambda_c", fmtLambda(point.lambda_c)],
-    [`h2 ${yLabel}`, fmt3(point.performance)],
-    [`h1 ${yLabel}`, fmt3(point.h1_performance)],
-    ["BTC", fmt3(point.btc)],
-    ["BEC", fmt3(point.bec)],
-    ["NFR", fmt3(point.nfr)],
-    ["PFR", fmt3(point.pfr)],
-    ["instances", String(point.dataset_size)],
-  ];
-  return (
-    <div className="bcml-tooltip" style={style} role="tooltip">
-      <div className="bcml-tooltip-title">
-        {familyLabel(familyOf(point))}, {datasetOf(point)}
-        {onFront ? <span className="bcml-tooltip-tag">Pareto</span> : null}
-      </div>
-      <table className="bcml-tooltip-table">
-        <tbody>
-          {rows.map(([k, v]) => (
-            <tr key={k}>
-              <th scope="row">{k}</th>
-              <td>{v}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
   );
 }

@@ -1,0 +1,153 @@
+"""The results of one sweep folder as the manager sees them: the points index and the summary.
+
+:class:`SweepRecords` keeps the summary entry of every stored datapoint in
+memory (a few numbers each), writes each job's datapoints through the
+columnar result files (:mod:`backwardcompatibilityml.results`), writes the
+summary after each, and reads full records and views back on demand with a
+small cache, so memory does not grow with the number of datapoints or
+instances.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from ..callbacks import named_callback
+from ..results import ResultFiles
+from .config import SweepConfig
+from .context import PreparedContext
+from .families import describe_families, datapoint_layout
+from .jobs import JobResult
+
+__all__ = ["SweepRecords"]
+
+_SUMMARY_EXTRA_KEYS = (
+    "h1_performance", "performance_metric", "fingerprint", "configuration", "lambda_c_values", "families",
+    "datapoint_layout", "executor",
+)
+
+
+class SweepRecords:
+    """Points, summary and stored records of one sweep folder.
+
+    Parameters
+    ----------
+    store : SweepStore
+        The sweep folder.
+    get_instance_metadata : callable, optional
+        ``instance_id -> str`` for the instance lists (default: the id as text).
+    """
+
+    def __init__(self, store: Any, get_instance_metadata: Optional[Callable[[int], str]] = None) -> None:
+        self.store = store
+        self.files = ResultFiles(store, named_callback("get_instance_metadata", get_instance_metadata))
+        self._lock = threading.RLock()
+        self.points: Dict[int, Dict[str, Any]] = {}
+        self.extra: Dict[str, Any] = {}
+        self.generation = 0
+
+    # -- reading the folder ----------------------------------------------------------
+    def load(self) -> Dict[str, Any]:
+        """Read the points and the summary's extras from the folder; return the stored summary."""
+        summary = self.store.read_summary() or {}
+        points = self.stored_points()
+        with self._lock:
+            self.points = points
+            self.extra = {key: summary.get(key) for key in _SUMMARY_EXTRA_KEYS}
+            self.generation += 1
+            self.files.forget()
+        return summary
+
+    def stored_points(self) -> Dict[int, Dict[str, Any]]:
+        """The summary entry of every datapoint stored in the folder, by index."""
+        return self.files.read_points()
+
+    def reset(self, keep: Mapping[int, Dict[str, Any]]) -> None:
+        """Forget every point but ``keep`` (a new sweep starts or resumes)."""
+        with self._lock:
+            self.points = dict(keep)
+            self.generation += 1
+            self.files.forget()
+
+    # -- writing ---------------------------------------------------------------------
+    def begin_sweep(self, config: SweepConfig, executor: Optional[str] = None) -> None:
+        """Remember what the summary says about the sweep that starts."""
+        with self._lock:
+            self.extra.update(
+                fingerprint=config.fingerprint(),
+                configuration=config.configuration(),
+                performance_metric=config.configuration()["performance_metric"],
+                lambda_c_values=list(config.lambda_c_values),
+                families=describe_families(config.families),
+                datapoint_layout=datapoint_layout(config.families),
+            )
+            if executor is not None:
+                self.extra["executor"] = executor
+
+    def set_references(self, context: PreparedContext) -> None:
+        """Store h1's columns of each dataset (once per sweep)."""
+        self.files.write_references(context.references)
+        with self._lock:
+            testing = context.references["testing"].h1_performance
+            self.extra["h1_performance"] = testing
+
+    def write_result(self, result: JobResult, context: PreparedContext) -> List[Dict[str, Any]]:
+        """Store a finished job's datapoints; return their summary entries."""
+        points = self.files.write_result(result, context)
+        with self._lock:
+            for point in points:
+                self.points[point["datapoint_index"]] = point
+        return points
+
+    def write_summary(self, state: str, error: Optional[str] = None) -> None:
+        """Write ``sweep_summary.json`` with every point so far."""
+        summary = self.summary()
+        summary.update({key: self.extra.get(key) for key in _SUMMARY_EXTRA_KEYS if key not in summary})
+        summary["state"] = state
+        summary["error"] = error
+        self.store.write_summary(summary)
+
+    # -- the read side ---------------------------------------------------------------
+    def summary_points(self) -> List[Dict[str, Any]]:
+        """The stored points, by index."""
+        with self._lock:
+            return [self.points[i] for i in sorted(self.points)]
+
+    def summary(self) -> Dict[str, Any]:
+        """``{h1_performance, performance_metric, families, datapoint_layout, data}``."""
+        with self._lock:
+            points = [self.points[i] for i in sorted(self.points)]
+            extra = dict(self.extra)
+        h1_test = next((p["h1_performance"] for p in points if p.get("testing")), extra.get("h1_performance"))
+        return {
+            "h1_performance": h1_test,
+            "performance_metric": extra.get("performance_metric"),
+            "families": extra.get("families") or _families_of(points),
+            "datapoint_layout": extra.get("datapoint_layout"),
+            "data": points,
+        }
+
+    def record(self, datapoint_index: int) -> Dict[str, Any]:
+        """The seed's full evaluation record of a datapoint (built on demand; KeyError if missing)."""
+        with self._lock:
+            if datapoint_index not in self.points:
+                raise KeyError(datapoint_index)
+        return self.files.record(datapoint_index)
+
+    def view(self, datapoint_index: int) -> Any:
+        """The view object of a datapoint (counts, per-class, pages), computed from its columns."""
+        with self._lock:
+            if datapoint_index not in self.points:
+                raise KeyError(datapoint_index)
+        return self.files.view(datapoint_index)
+
+
+def _families_of(points: List[Dict[str, Any]]) -> List[Dict[str, str]]:
+    """The seed's families, for summaries written before families were listed."""
+    families = []
+    if any(p.get("new-error") for p in points) or not points:
+        families.append({"name": "new-error", "label": "New Error"})
+    if any(p.get("strict-imitation") for p in points) or not points:
+        families.append({"name": "strict-imitation", "label": "Strict Imitation"})
+    return families

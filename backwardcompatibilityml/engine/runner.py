@@ -1,0 +1,349 @@
+"""The runner: starts a sweep in a thread (or the caller's), feeds its executor, persists each result.
+
+Data flows one way: the runner prepares the context (h1 once), hands the jobs
+to the executor, consumes the executor's events, stores every finished job
+as it arrives (model state, then its datapoints, then the summary), and ends
+the sweep as ``completed``, ``cancelled`` or ``failed``. Whatever happens,
+every finished result stays on disk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import traceback
+import weakref
+from typing import Any, Callable, List, Optional
+
+from ..data import count_batches
+from ..training import TrainingCancelled
+from .config import SweepConfig
+from .context import PreparedContext, prepare
+from .errors import SweepAlreadyRunningError, public_error_message
+from .events import BatchDone, Event, EventQueue, ExecutorNote, JobFailed, JobFinished, StepDone
+from .executors import Executor
+from .jobs import JobResult, TrainingJob, plan_jobs
+from .progress import CANCELLED, COMPLETED, FAILED, RUNNING, SweepProgress
+
+__all__ = ["SweepRunner"]
+
+logger = logging.getLogger("backwardcompatibilityml.sweep_management")
+
+_background_runners: "weakref.WeakSet[SweepRunner]" = weakref.WeakSet()
+
+
+def _stop_background_sweeps() -> None:
+    """At interpreter exit: cancel running background sweeps and wait for their threads.
+
+    A daemon thread still inside PyTorch while the interpreter finalises can
+    abort the process; cancelling keeps the finished results and records the
+    sweep as cancelled.
+    """
+    for runner in list(_background_runners):
+        try:
+            if runner.is_running():
+                runner.cancel(wait=0)
+            runner.wait(30)
+        except Exception:  # pragma: no cover - best effort at exit
+            logger.debug("stopping a sweep at exit failed", exc_info=True)
+
+
+atexit.register(_stop_background_sweeps)
+
+
+class _InlineSink:
+    """The executors' event sink: a thread-safe queue drained by the runner's thread.
+
+    Events put from the runner's own thread are handled at once (so results
+    are stored as they arrive even when the executor runs in that thread);
+    events from other threads wait in the queue until the runner's thread
+    drains it.
+    """
+
+    def __init__(self, handle: Callable[[Event], None]) -> None:
+        self._queue = EventQueue()
+        self._handle = handle
+        self._owner = threading.current_thread()
+
+    def put(self, event: Event) -> None:
+        self._queue.put(event)
+        if threading.current_thread() is self._owner:
+            self.drain()
+
+    def drain(self) -> None:
+        for event in self._queue.drain():
+            self._handle(event)
+
+
+class SweepRunner:
+    """Runs one sweep at a time for a manager.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        What to train.
+    store : SweepStore
+        The sweep folder.
+    results : object
+        The read side of the results (``points``, ``reset(keep)``, ``add(points)``,
+        ``write_result(result, context)``).
+    progress : SweepProgress
+        Where the status is kept.
+    executor : Executor
+        How jobs are run.
+    tracker_factory : callable, optional
+        Builds the MLflow tracker of a sweep (``None``: no tracking).
+    """
+
+    def __init__(self, config: SweepConfig, store: Any, results: Any, progress: SweepProgress,
+                 executor: Executor, tracker_factory: Optional[Callable[[], Any]] = None) -> None:
+        self.config = config
+        self.store = store
+        self.results = results
+        self.progress = progress
+        self.executor = executor
+        self._tracker_factory = tracker_factory
+        self._lock = threading.RLock()
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._finished.set()
+        self._thread: Optional[threading.Thread] = None
+        self._background = False
+        self._folder_lock: Optional[Any] = None
+        self._bar: Optional[Any] = None
+        self._tracker: Optional[Any] = None
+        self.last_exception: Optional[BaseException] = None
+        self.last_traceback: Optional[str] = None
+
+    # -- public lifecycle ---------------------------------------------------------------
+    def start_background(self) -> None:
+        """Start the sweep in a daemon thread and return at once."""
+        with self._lock:
+            jobs = self._begin()
+            capture = getattr(self._tracker_factory, "capture", None)
+            if capture is not None:  # MLflow's active run is per thread: note the caller's, to nest under it
+                capture()
+            self._background = True
+            self._thread = threading.Thread(target=self._run_in_thread, args=(jobs,), name="bcml-sweep", daemon=True)
+            _background_runners.add(self)
+            self._thread.start()
+
+    def run_synchronous(self, progress_bar: bool = True, raise_on_error: bool = False) -> None:
+        """Run the sweep in the calling thread (see ``SweepManager.start_sweep_synchronous``)."""
+        with self._lock:
+            jobs = self._begin()
+            self._background = False
+            self._thread = threading.current_thread()
+        self._run(jobs, progress_bar=progress_bar)
+        if raise_on_error and self.progress.state == FAILED and self.last_exception is not None:
+            raise self.last_exception
+
+    def is_running(self) -> bool:
+        """Whether a sweep runs."""
+        return self.progress.state == RUNNING
+
+    def cancel(self, wait: float = 10.0) -> bool:
+        """Ask the running sweep to stop after its current training step; True if one was running."""
+        with self._lock:
+            if not self.is_running():
+                return False
+            self._cancel.set()
+            runner = self._thread
+        if wait and runner is not threading.current_thread():
+            self._finished.wait(wait)
+        return True
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the running sweep has ended; for a background sweep, join its thread."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return self._finished.is_set()
+        if self._background:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return self._finished.wait(timeout)
+
+    def should_stop(self) -> bool:
+        """Whether the sweep has been asked to stop (checked before every training step)."""
+        return self._cancel.is_set()
+
+    # -- starting --------------------------------------------------------------------
+    def _begin(self) -> List[TrainingJob]:
+        """Check that a sweep may start, decide what to train, and mark it running (under the lock)."""
+        if self.is_running():
+            raise SweepAlreadyRunningError("a sweep is already running")
+        previous = self._thread
+        if self._background and previous is not None and previous.is_alive():
+            previous.join(10)  # the previous sweep has ended and is only tidying up
+        try:
+            self._folder_lock = self.store.lock()
+        except BlockingIOError:
+            raise SweepAlreadyRunningError(
+                f"another sweep is running in the folder {self.store.folder!r}"
+            ) from None
+        try:
+            jobs = self._jobs_to_run()
+        except BaseException:
+            self._release_folder()
+            raise
+        self._cancel.clear()
+        self._finished.clear()
+        self.last_exception = self.last_traceback = None
+        total_jobs = len(self.config.lambda_c_values) * len(self.config.families)
+        self.progress.begin(
+            self.config.total_points, len(self.results.points),
+            (total_jobs - len(jobs)) / total_jobs if total_jobs else 0.0,
+        )
+        return jobs
+
+    def _jobs_to_run(self) -> List[TrainingJob]:
+        """Every job not yet done; resume a partial sweep of the same configuration, else start clean."""
+        jobs = plan_jobs(self.config.lambda_c_values, self.config.families, self.config.seed)
+        summary = self.store.read_summary() or {}
+        points = self.results.stored_points()
+        done = [
+            job for job in jobs
+            if all(i in points for i in job.datapoint_indices)
+            and self.store.has_model_state(job.lambda_c, job.family)
+        ]
+        same_config = summary.get("fingerprint") == self.config.fingerprint()
+        folder = self.store.folder
+        if same_config and 0 < len(done) < len(jobs):
+            logger.info("resuming the sweep in %s: %d of %d trainings already done", folder, len(done), len(jobs))
+            keep = {i for job in done for i in job.datapoint_indices}
+            self.results.reset({i: points[i] for i in keep})
+            return [job for job in jobs if job not in done]
+        if points or done:
+            reason = "the previous sweep is complete" if same_config and len(done) == len(jobs) else (
+                "the stored results were made with other models, data or settings" if not same_config
+                else "the stored results do not match this sweep's grid"
+            )
+        else:
+            reason = "the folder holds no finished results"
+        kept = self.store.clear()
+        if kept:
+            logger.info("starting the sweep in %s from scratch (%s); the earlier results were moved to %s",
+                        folder, reason, kept)
+        else:
+            logger.info("starting the sweep in %s from scratch (%s)", folder, reason)
+        self.results.reset({})
+        return jobs
+
+    def _release_folder(self) -> None:
+        if self._folder_lock is not None:
+            self.store.unlock(self._folder_lock)
+            self._folder_lock = None
+
+    # -- running ---------------------------------------------------------------------
+    def _run_in_thread(self, jobs: List[TrainingJob]) -> None:
+        try:
+            from .threads import configure_sweep_thread
+        except ImportError:  # pragma: no cover - the module ships with the package
+            pass
+        else:
+            configure_sweep_thread()
+        self._run(jobs, progress_bar=False)
+
+    def _run(self, jobs: List[TrainingJob], progress_bar: bool) -> None:
+        state, error = FAILED, None
+        interrupted: Optional[BaseException] = None
+        try:
+            self.results.begin_sweep(self.config)
+            self._write_summary(RUNNING)
+            if self._tracker_factory is not None:
+                self._tracker = self._tracker_factory()
+                kept = self.results.summary_points()  # kept by a resume: one run holds them all
+                if kept:
+                    values = self.config.lambda_c_values
+                    self._tracker.log_points([(point, values.index(point["lambda_c"])) for point in kept])
+            context = prepare(self.config, should_stop=self.should_stop)
+            self.results.set_references(context)
+            executor = self.executor
+            units = self._units_per_job()
+            total_jobs = len(self.config.lambda_c_values) * len(self.config.families)
+            self.progress.plan(total_jobs - len(jobs), len(jobs), units, executor.name)
+            if progress_bar and jobs:
+                self._bar = _progress_bar(len(jobs) * units, total_jobs, len(jobs))
+            sink = _InlineSink(lambda event: self._handle(event, context))
+            try:
+                executor.run(jobs, context, sink, self.should_stop)
+            finally:
+                sink.drain()
+            state = COMPLETED
+        except TrainingCancelled:
+            state = CANCELLED
+            logger.info("sweep in %s cancelled; %d datapoints kept", self.store.folder, len(self.results.points))
+        except KeyboardInterrupt as exception:
+            state, interrupted = CANCELLED, exception
+            logger.info("sweep in %s interrupted; %d datapoints kept", self.store.folder, len(self.results.points))
+        except Exception as exception:  # a failing sweep must keep what it finished
+            error = public_error_message(exception)
+            self.last_exception = exception
+            self.last_traceback = traceback.format_exc()
+            logger.error("sweep in %s failed: %s\n%s", self.store.folder, error, self.last_traceback)
+        finally:
+            # Tidy up first, then say the sweep has ended: a new sweep may start at once after that.
+            self._close_bar(state)
+            try:
+                self._write_summary(state, error)
+            except Exception:
+                logger.exception("could not write the sweep summary")
+            if self._tracker is not None:
+                try:
+                    self._tracker.end(state)
+                except Exception:
+                    logger.exception("could not end the MLflow run")
+                self._tracker = None
+            with self._lock:
+                self._release_folder()
+                self.progress.finish(state, error)
+                self._finished.set()
+        if interrupted is not None:
+            raise interrupted
+
+    def _units_per_job(self) -> int:
+        train_batches = count_batches(self.config.training_set)
+        test_batches = count_batches(self.config.test_set)
+        return self.config.number_of_epochs * train_batches + train_batches + test_batches
+
+    def _handle(self, event: Event, context: PreparedContext) -> None:
+        """Consume one event of the executor (in the runner's thread)."""
+        self.progress.on_event(event)
+        if isinstance(event, JobFinished):
+            self._persist(event.result, context)
+        elif isinstance(event, (StepDone, BatchDone)) and self._bar is not None:
+            self._bar.update(len(event.jobs))
+        elif isinstance(event, ExecutorNote):
+            logger.info("%s", event.message)
+        elif isinstance(event, JobFailed):
+            logger.error("training lambda_c=%s %s failed: %s", event.job.lambda_c, event.job.family, event.error)
+
+    def _persist(self, result: JobResult, context: PreparedContext) -> None:
+        job = result.job
+        self.store.save_model_state(job.lambda_c, job.family, result.model_state)
+        points = self.results.write_result(result, context)
+        self.progress.set_completed_points(len(self.results.points))
+        if self._tracker is not None:
+            self._tracker.log_points([(point, job.lambda_index) for point in points])
+        self._write_summary(RUNNING)
+
+    def _write_summary(self, state: str, error: Optional[str] = None) -> None:
+        self.results.write_summary(state, error)
+
+    def _close_bar(self, state: str) -> None:
+        if self._bar is not None:
+            try:
+                self._bar.set_postfix_str(state)
+                self._bar.close()
+            finally:
+                self._bar = None
+
+
+def _progress_bar(total_units: int, total_jobs: int, jobs_left: int) -> Any:
+    """A ``tqdm.auto`` bar over the work units of the jobs left (a widget in notebooks, text elsewhere)."""
+    from tqdm.auto import tqdm
+
+    done = total_jobs - jobs_left
+    description = f"sweep ({done} of {total_jobs} trainings done)" if done else "sweep"
+    return tqdm(total=total_units, desc=description, unit="step", leave=True)

@@ -1,0 +1,123 @@
+"""K copies of h2 as one stacked model: stacked parameters, a vmapped forward, per-member states.
+
+:class:`StackedModel` holds every parameter and buffer of h2 with a leading
+dimension ``K`` (one slice per member, all starting from the template's
+values) and runs all members on one batch with
+``torch.func.vmap(torch.func.functional_call(...))``. Gradients flow by
+ordinary autograd into the stacked parameters, so one optimizer over them
+trains the K members at once; for an element-wise optimizer that is exactly
+K separate trainings.
+
+Buffers are stacked too, so a BatchNorm layer keeps per-member running
+statistics. Random layers (dropout) draw independently for every member
+(``randomness="different"``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from torch.func import functional_call, vmap
+
+__all__ = ["StackedModel", "RANDOMNESS"]
+
+RANDOMNESS = "different"
+
+
+class StackedModel:
+    """``K`` members of one architecture, trained and run together.
+
+    Parameters
+    ----------
+    template : torch.nn.Module
+        The model every member starts from (never modified).
+    size : int
+        Number of members ``K``.
+    device : torch.device
+        Where the stacked tensors live.
+    """
+
+    def __init__(self, template: torch.nn.Module, size: int, device: torch.device) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self.device = device
+        # A private copy runs the forward: functional_call swaps tensors in and out of
+        # the module it is given, and the template is shared with other readers.
+        self.module = copy.deepcopy(template).to(device)
+        self.params: Dict[str, torch.Tensor] = {
+            name: _stack(p, size, device).requires_grad_(p.requires_grad)
+            for name, p in self.module.named_parameters()
+        }
+        self.buffers: Dict[str, torch.Tensor] = {
+            name: _stack(b, size, device) for name, b in self.module.named_buffers()
+        }
+        self._aliases = _state_aliases(self.module)
+
+    # -- running ------------------------------------------------------------------------
+    def vmapped(self, head: Callable[[Any], Any]) -> Callable[..., Any]:
+        """A function ``(params, buffers, inputs) -> head(member output)`` stacked over the members.
+
+        ``head`` turns one member's raw output into tensors (it runs inside
+        ``vmap``, so it sees the shapes of a single member).
+        """
+        module = self.module
+
+        def member(params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor], inputs: Any) -> Any:
+            return head(functional_call(module, (params, buffers), (inputs,)))
+
+        return vmap(member, in_dims=(0, 0, None), randomness=RANDOMNESS)
+
+    def train(self, mode: bool = True) -> "StackedModel":
+        """Put the forward module in training (or eval) mode, for dropout and BatchNorm."""
+        self.module.train(mode)
+        return self
+
+    def parameters(self) -> List[torch.Tensor]:
+        """The stacked parameters, for the optimizer (in ``named_parameters`` order)."""
+        return list(self.params.values())
+
+    # -- reading members out ------------------------------------------------------------
+    def member_state(self, index: int) -> Dict[str, torch.Tensor]:
+        """A CPU copy of member ``index``'s ``state_dict`` (the template's keys, in its order)."""
+        state = {}
+        for key, (kind, name) in self._aliases.items():
+            source = self.params[name] if kind == "param" else self.buffers[name]
+            state[key] = source[index].detach().to("cpu", copy=True)
+        return state
+
+    def member_module(self, index: int) -> torch.nn.Module:
+        """A stand-alone copy of member ``index`` on the device, in eval mode (for metrics that run a model)."""
+        model = copy.deepcopy(self.module)
+        with torch.no_grad():
+            for name, tensor in model.named_parameters():
+                tensor.copy_(self.params[name][index])
+            for name, tensor in model.named_buffers():
+                tensor.copy_(self.buffers[name][index])
+        return model.eval()
+
+
+def _stack(tensor: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    value = tensor.detach().to(device)
+    return value.unsqueeze(0).repeat((size,) + (1,) * value.dim()).contiguous()
+
+
+def _state_aliases(module: torch.nn.Module) -> Dict[str, Tuple[str, str]]:
+    """For every ``state_dict`` key, whether it is a parameter or a buffer and its canonical name.
+
+    Tied parameters appear once in ``named_parameters()`` but under every name
+    in ``state_dict()``; the aliases map each name to the stacked tensor.
+    """
+    canonical: Dict[int, Tuple[str, str]] = {}
+    for name, p in module.named_parameters():
+        canonical.setdefault(id(p), ("param", name))
+    for name, b in module.named_buffers():
+        canonical.setdefault(id(b), ("buffer", name))
+    found: Dict[str, Tuple[str, str]] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        found[name] = canonical[id(p)]
+    for name, b in module.named_buffers(remove_duplicate=False):
+        found[name] = canonical[id(b)]
+    return {key: found[key] for key in module.state_dict().keys() if key in found}

@@ -1,0 +1,216 @@
+"""The vectorized executor: several jobs of a sweep trained as one stacked model.
+
+K jobs (any mix of lambda_c and loss family) become the K members of a
+:class:`~.stacking.StackedModel`: ``torch.func.stack_module_state``-style
+stacked parameters, a ``vmap`` of ``functional_call`` for the forward,
+ordinary autograd, and *one* optimizer of the sweep's class over the stacked
+parameters. All members see the same batches, in the order every job sees
+(the job's seed is set before the batches are drawn). The summed member
+losses are back-propagated, so each member gets the gradient of its own loss,
+and an element-wise optimizer (SGD with momentum or Nesterov, Adam, AdamW,
+RMSprop, Adagrad, ... with weight decay) makes exactly the update K separate
+trainings would: the trained weights equal the sequential executor's up to
+floating-point rounding. Evaluation takes one vmapped pass per batch for all
+members.
+
+Jobs run in chunks that fit ``memory_budget_bytes`` (parameters, gradients,
+optimizer state, buffers and activations per member) and
+``max_parallel_models``. Results stream per chunk.
+
+Where stacking does not apply, the executor says why (an
+:class:`~.events.ExecutorNote` and a log line) and trains one job at a time
+with :class:`~.executors.SequentialExecutor`:
+
+* an optimizer not known to be element-wise (LBFGS, or any other class);
+* a loss class not built on :mod:`backwardcompatibilityml.loss.functional`
+  (a user subclass that overrides how the loss is computed);
+* a model ``torch.func.vmap`` cannot run (tried on the first batch).
+
+BatchNorm is handled: every member keeps its own running statistics. A metric
+that runs the model (``metric(model, dataset, device)`` without
+``from_predictions``) is given a stand-alone copy of each member.
+
+**Dropout** and other random layers draw *different* random numbers for every
+member (``vmap(randomness="different")``), whereas the sequential executor
+gives every job the same draws (each job starts from the same seed). With
+dropout the two executors' results therefore differ in the draws, not in
+their distribution.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import weakref
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..training import TrainingCancelled
+from .context import PreparedContext
+from .events import EventSink, ExecutorNote, JobFinished, JobStarted
+from .executors import SequentialExecutor, job_random_state
+from .jobs import JobResult, TrainingJob
+from .stacked_evaluation import evaluate_stacked
+from .stacked_training import by_family, job_failed, train_stacked
+from .stacking import StackedModel
+from .vmap_support import (
+    chunk_sizes, default_memory_budget, family_losses, loss_reason, member_bytes, model_reason, optimizer_reason,
+    trace_reason,
+)
+
+__all__ = ["VectorizedExecutor"]
+
+logger = logging.getLogger(__name__)
+
+
+class VectorizedExecutor:
+    """Trains several jobs at once as one stacked model (see the module's description).
+
+    Parameters
+    ----------
+    max_parallel_models : int, optional
+        At most this many jobs per stacked model (default: as many as the
+        memory budget allows).
+    memory_budget_bytes : int, optional
+        Memory a chunk may use (default: half of the free memory of the device,
+        or of the machine for the CPU).
+
+    Examples
+    --------
+    >>> manager = SweepManager(..., executor=VectorizedExecutor(max_parallel_models=16))
+    """
+
+    name = "vectorized"
+
+    def __init__(self, max_parallel_models: Optional[int] = None,
+                 memory_budget_bytes: Optional[int] = None) -> None:
+        for value, label in ((max_parallel_models, "max_parallel_models"),
+                             (memory_budget_bytes, "memory_budget_bytes")):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{label} must be an int or None, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        self.max_parallel_models = None if max_parallel_models is None else int(max_parallel_models)
+        self.memory_budget_bytes = None if memory_budget_bytes is None else int(memory_budget_bytes)
+        # The last context checked (held weakly: a finished sweep's data is not kept alive by the executor).
+        self._checked: Optional[Tuple["weakref.ref[PreparedContext]", Optional[str], int]] = None
+
+    def __repr__(self) -> str:
+        return (f"VectorizedExecutor(max_parallel_models={self.max_parallel_models}, "
+                f"memory_budget_bytes={self.memory_budget_bytes})")
+
+    # -- applicability -------------------------------------------------------------------
+    def applies(self, context: PreparedContext) -> Optional[str]:
+        """None when the sweep's jobs can be stacked, else the reason they cannot."""
+        return self._check(context)[0]
+
+    def _check(self, context: PreparedContext) -> Tuple[Optional[str], int]:
+        if self._checked is not None and self._checked[0]() is context:
+            return self._checked[1], self._checked[2]
+        reason = optimizer_reason(context.optimizer_class) or model_reason(context.h2) or loss_reason(
+            context.families, context.h1, context.h2)
+        activation = 0
+        if reason is None:
+            pivots = {family.discriminant_pivot for family in context.families}
+            if len(pivots) > 1:
+                reason = "the families use different discriminant pivots"
+        if reason is None:
+            binary = family_losses(context.families[:1], context.h1, context.h2)[context.families[0].name].binary
+            reason, activation = trace_reason(
+                context.h2, context.training_set, context.device, binary, context.discriminant_pivot)
+        self._checked = (weakref.ref(context), reason, activation)
+        return reason, activation
+
+    def chunk_limit(self, context: PreparedContext) -> int:
+        """How many jobs one stacked model may hold for this sweep (memory budget and ``max_parallel_models``)."""
+        _, activation = self._check(context)
+        per_member = max(1, member_bytes(context.h2, context.optimizer_class, context.optimizer_kwargs, activation))
+        budget = self.memory_budget_bytes if self.memory_budget_bytes is not None else default_memory_budget(
+            context.device)
+        limit = max(1, budget // per_member)
+        if self.max_parallel_models is not None:
+            limit = min(limit, self.max_parallel_models)
+        return int(limit)
+
+    # -- running -------------------------------------------------------------------------
+    def run(
+        self,
+        jobs: Sequence[TrainingJob],
+        context: PreparedContext,
+        sink: EventSink,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        """Run every job, K at a time; falls back to :class:`SequentialExecutor` where stacking does not apply.
+
+        Raises
+        ------
+        TrainingCancelled
+            When ``should_stop()`` turns true (checked before every optimizer step).
+        Exception
+            The first failure of a job, after the chunk's other jobs have been reported.
+        """
+        reason = self.applies(context)
+        if reason is not None:
+            message = f"vectorized training does not apply: {reason}; training one model at a time"
+            logger.warning("%s", message)
+            sink.put(ExecutorNote(message, executor=SequentialExecutor.name))
+            SequentialExecutor().run(jobs, context, sink, should_stop)
+            return
+        chunks = self._chunks(jobs, context)
+        if chunks:
+            sizes = [len(chunk) for chunk in chunks]
+            message = (f"vectorized training: {len(jobs)} trainings as {len(chunks)} stacked "
+                       f"model{'s' if len(chunks) > 1 else ''} of {', '.join(map(str, sizes))}")
+            logger.info("%s", message)
+            sink.put(ExecutorNote(message, executor=self.name))
+        for chunk in chunks:
+            if should_stop():
+                raise TrainingCancelled()
+            self._run_chunk(chunk, context, sink, should_stop)
+
+    def _chunks(self, jobs: Sequence[TrainingJob], context: PreparedContext) -> List[List[TrainingJob]]:
+        """Jobs grouped by seed (members must see the same batches), then cut to the chunk limit."""
+        by_seed: Dict[int, List[TrainingJob]] = {}
+        for job in jobs:
+            by_seed.setdefault(job.seed, []).append(job)
+        limit = self.chunk_limit(context) if jobs else 1
+        chunks = []
+        for group in by_seed.values():
+            start = 0
+            for size in chunk_sizes(len(group), limit):
+                chunks.append(by_family(group[start:start + size]))
+                start += size
+        return chunks
+
+    def _run_chunk(self, chunk: List[TrainingJob], context: PreparedContext, sink: EventSink,
+                   should_stop: Callable[[], bool]) -> None:
+        sink.put(JobStarted(tuple(chunk)))
+        reported: set = set()
+        try:
+            with job_random_state(chunk[0].seed, context.device):
+                losses = family_losses([context.family(name) for name in dict.fromkeys(j.family for j in chunk)],
+                                       context.h1, context.h2)
+                stacked = StackedModel(context.h2, len(chunk), context.device)
+                failures = train_stacked(stacked, chunk, context, losses, sink, should_stop)
+                reported.update(failures)
+                members = [k for k in range(len(chunk)) if k not in failures]
+                outputs, eval_failures = evaluate_stacked(
+                    stacked, chunk, members, context, sink, should_stop, context.discriminant_pivot)
+            for k, error in eval_failures.items():
+                sink.put(job_failed(chunk[k], error))
+                reported.add(k)
+            failures.update(eval_failures)
+            for k in members:
+                if k not in failures:
+                    sink.put(JobFinished(JobResult(chunk[k], stacked.member_state(k), outputs[k])))
+                    reported.add(k)
+        except TrainingCancelled:
+            raise
+        except Exception as error:
+            for k, job in enumerate(chunk):
+                if k not in reported:
+                    sink.put(job_failed(job, error))
+            raise
+        if failures:
+            raise failures[min(failures)]

@@ -1,0 +1,291 @@
+"""The results of one sweep folder: writing datapoints as columns, reading points, views and records back.
+
+:class:`ResultFiles` is what the engine's :class:`~backwardcompatibilityml.
+engine.records.SweepRecords` and the REST API use. It reads every format a
+sweep folder may hold: this project's columns (``<i>-evaluation.json`` and
+``.arrow``), and read-only the JSON records (``<i>-evaluation-data.json``) of
+this project's JSON era and of the earlier tool. Views and records are cached
+per datapoint in small LRU caches, checked against the file on every access
+(a datapoint rewritten by a new sweep is never served stale).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..evaluation import default_instance_metadata, metric_name
+from ..store import POINT_FIELDS, SweepStore
+from .column_view import ColumnView, ReferenceColumns
+from .columns import EVALUATION_COLUMNS, info_name, read_columns, reference_name
+from .legacy import normalize_record, point_of_record
+from .record_view import RecordView
+from .views import BaseView
+from .writer import datapoint_point, ensure_reference, write_result
+
+__all__ = ["ResultFiles", "VIEW_CACHE_SIZE", "RECORD_CACHE_SIZE"]
+
+logger = logging.getLogger(__name__)
+
+VIEW_CACHE_SIZE = 8
+RECORD_CACHE_SIZE = 2
+_INFO_RE = re.compile(r"^(\d+)-evaluation\.json$")
+_RECORD_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
+
+
+class _Lru:
+    """A small thread-safe LRU of ``key -> (signature, value)``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: "OrderedDict[Hashable, Tuple[Any, Any]]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, signature: Any) -> Any:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None or found[0] != signature:
+                return None
+            self._items.move_to_end(key)
+            return found[1]
+
+    def put(self, key: Hashable, signature: Any, value: Any) -> Any:
+        with self._lock:
+            self._items[key] = (signature, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _signature(path: str) -> Optional[Tuple[int, int, int]]:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class ResultFiles:
+    """Reads and writes the per-datapoint results of one sweep folder.
+
+    Parameters
+    ----------
+    store : SweepStore or str
+        The folder (a path is opened read-only).
+    get_instance_metadata : callable, optional
+        ``instance_id -> str`` for instance rows and full records (default:
+        the id as text). Records of older folders keep the metadata they stored.
+    """
+
+    def __init__(self, store: Any, get_instance_metadata: Optional[Callable[[int], str]] = None) -> None:
+        if isinstance(store, (str, os.PathLike)):
+            store = SweepStore(store, writable=False)
+        self.store = store
+        self.get_instance_metadata = get_instance_metadata or default_instance_metadata
+        self._views = _Lru(VIEW_CACHE_SIZE)
+        self._records = _Lru(RECORD_CACHE_SIZE)
+        self._references = _Lru(4)
+        self._alignment: Dict[str, Optional[np.ndarray]] = {}
+        self._performance_metric: Optional[str] = None
+
+    @classmethod
+    def open_folder(cls, folder: "str | os.PathLike[str]",
+                    get_instance_metadata: Optional[Callable[[int], str]] = None) -> "ResultFiles":
+        """Open a sweep folder read-only (any format).
+
+        Raises
+        ------
+        ValueError
+            If the folder does not exist or holds no sweep (no summary and no datapoint).
+        """
+        files = cls(SweepStore(folder, writable=False), get_instance_metadata)
+        if files.store.read_summary() is None and not files.read_points():
+            raise ValueError(f"{os.fspath(folder)!r} holds no sweep (no sweep_summary.json and no evaluation files)")
+        return files
+
+    def forget(self) -> None:
+        """Drop every cached view, record and reference (a new sweep starts)."""
+        self._views.clear()
+        self._records.clear()
+        self._references.clear()
+        self._alignment = {}
+
+    # -- writing -----------------------------------------------------------------------
+    def write_references(self, references: Mapping[str, Any]) -> None:
+        """Store h1's columns of each dataset (kept when the stored ones match)."""
+        self._alignment = {name: ensure_reference(self.store, reference) for name, reference in references.items()}
+        self._references.clear()
+
+    def write_result(self, result: Any, context: Any) -> List[Dict[str, Any]]:
+        """Store a finished job's datapoints; return their summary entries.
+
+        ``context`` is the sweep's PreparedContext (its ``references`` and
+        ``performance_metric``), or a mapping of references.
+        """
+        references = getattr(context, "references", context)
+        metric = getattr(context, "performance_metric", None)
+        name = metric_name(metric) if metric is not None else None
+        alignment = {k: v for k, v in self._alignment.items() if k in references}
+        return write_result(self.store, result, references, performance_metric=name,
+                            alignment=alignment if len(alignment) == len(references) else None)
+
+    # -- listing ---------------------------------------------------------------------
+    def _datapoint_files(self) -> Tuple[Dict[int, str], Dict[int, str]]:
+        infos, records = {}, {}
+        for name in os.listdir(self.store.folder):
+            match = _INFO_RE.match(name)
+            if match:
+                infos[int(match.group(1))] = name
+                continue
+            match = _RECORD_RE.match(name)
+            if match:
+                records[int(match.group(1))] = name
+        return infos, records
+
+    def read_points(self) -> Dict[int, Dict[str, Any]]:
+        """The summary entry of every datapoint stored in the folder, by index.
+
+        Column datapoints are read from their small JSON files; JSON-era
+        records from the summary where it lists them complete (their files
+        can be large), else from the record itself.
+        """
+        infos, records = self._datapoint_files()
+        summary = self.store.read_summary() or {}
+        listed = {
+            p["datapoint_index"]: p for p in summary.get("data") or []
+            if isinstance(p, dict) and all(field in p for field in POINT_FIELDS)
+        }
+        points: Dict[int, Dict[str, Any]] = {}
+        for index, name in records.items():
+            if index in listed:
+                points[index] = point_of_record(listed[index])
+                continue
+            record = self._read_record(index, name, summary)
+            if record is not None:
+                points[index] = point_of_record(record)
+        for index, name in infos.items():
+            info = self.store.read_json(name)
+            if info is not None and all(field in info for field in POINT_FIELDS):
+                points[index] = datapoint_point(info)
+        return dict(sorted(points.items()))
+
+    # -- reading one datapoint --------------------------------------------------------
+    def _read_record(self, index: int, name: str, summary: Optional[Mapping[str, Any]] = None,
+                     ) -> Optional[Dict[str, Any]]:
+        raw = self.store.read_json(name)
+        if not isinstance(raw, dict):
+            return None
+        if summary is None:
+            summary = self.store.read_summary() or {}
+        record = normalize_record(raw, index, summary)
+        return record if all(field in record for field in POINT_FIELDS) else None
+
+    def _reference(self, dataset: str) -> ReferenceColumns:
+        path = self.store.path(reference_name(dataset))
+        signature = _signature(path)
+        if signature is None:
+            raise KeyError(dataset)
+        found = self._references.get(dataset, signature)
+        if found is None:
+            found = self._references.put(dataset, signature, ReferenceColumns(read_columns(path)))
+        return found
+
+    def view(self, datapoint_index: int) -> BaseView:
+        """The views of a datapoint (KeyError when it is not stored or cannot be read)."""
+        index = int(datapoint_index)
+        info_path = self.store.path(info_name(index))
+        signature = _signature(info_path)
+        if signature is not None:
+            view = self._views.get(index, signature)
+            if view is None:
+                view = self._views.put(index, signature, self._column_view(index, info_path))
+            return view
+        name = self.store.evaluation_name(index)
+        signature = _signature(self.store.path(name))
+        if signature is None:
+            raise KeyError(index)
+        view = self._views.get(index, signature)
+        if view is None:
+            record = self._read_record(index, name)
+            if record is None:
+                raise KeyError(index)
+            view = self._views.put(index, signature, RecordView(record))
+        return view
+
+    def _column_view(self, index: int, info_path: str) -> ColumnView:
+        try:
+            with open(info_path) as handle:
+                info = json.load(handle)
+            reference = self._reference(info["dataset"])
+            h2 = read_columns(self.store.path(info["columns"]))
+            missing = [name for name in EVALUATION_COLUMNS[:1] if name not in h2]
+            if missing:
+                raise ValueError(f"columns {missing} missing")
+            return ColumnView(info, reference, h2, self.get_instance_metadata)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error)
+            raise KeyError(index) from None
+
+    def record(self, datapoint_index: int) -> Dict[str, Any]:
+        """The seed's full evaluation record of a datapoint, built on demand.
+
+        The same dict object is returned while the datapoint is unchanged and
+        cached (the last few records are kept). KeyError when it is not stored.
+        """
+        view = self.view(datapoint_index)
+        if isinstance(view, RecordView):
+            return view.record()
+        found = self._records.get(int(datapoint_index), view)
+        if found is None:
+            found = self._records.put(int(datapoint_index), view, view.record())
+        return found
+
+    def dataframe(self, datapoint_index: int) -> Any:
+        """A pandas DataFrame of a datapoint's per-instance columns.
+
+        Columns ``instance_id``, ``ground_truth``, ``h1_prediction``,
+        ``h2_prediction``, ``h1_confidence``, ``h2_confidence`` (every instance,
+        in the dataset's reference order). A datapoint of an older JSON folder
+        gives its error instances only (no confidences) and a ``region`` column.
+
+        Raises
+        ------
+        ImportError
+            If pandas is not installed (``pip install backwardcompatibilityml[pandas]``).
+        KeyError
+            If the datapoint is not stored.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "dataframe() needs pandas, an optional dependency: pip install 'backwardcompatibilityml[pandas]'"
+            ) from None
+        view = self.view(datapoint_index)
+        if isinstance(view, ColumnView):
+            return pd.DataFrame(view.dataframe_columns())
+        table = view.errors
+        frame = pd.DataFrame({"instance_id": table.ids})
+        for key in ("ground_truth", "h1_prediction", "h2_prediction"):
+            values = table.columns[key]
+            frame[key] = pd.array(np.where(values == np.iinfo(np.int64).min, None, values).tolist(), dtype="Int64")
+        frame["region"] = pd.Categorical.from_codes(table.region, ["progress", "common", "regress"])
+        return frame
+
+    def instances_csv(self, datapoint_index: int, region: Optional[str] = None, class_: Optional[int] = None,
+                      model: Optional[str] = None, sort: str = "instance_id") -> Iterator[str]:
+        """The filtered, sorted error instances of a datapoint as CSV text, in chunks."""
+        view = self.view(datapoint_index)
+        return view.csv_chunks(view.select(region, class_, model, sort))

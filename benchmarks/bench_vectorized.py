@@ -1,0 +1,159 @@
+"""Vectorized executor against the sequential one, one thread, ratios measured in this run.
+
+Workload (``_workloads.digits_reference_workload``): digits, h1 MLP-16, h2
+MLP-64, batch 32, 5 epochs, SGD(lr=0.1).
+
+1. Whole sweeps through ``SweepManager.start_sweep_synchronous()`` with
+   ``executor="sequential"`` and ``executor="vectorized"`` at stepsize 0.25 /
+   0.1 / 0.05 (10 / 22 / 42 trainings). Goal: >= 2x / 4x / 6x.
+2. K trainings in one vectorized run against one training (sequential), for K
+   up to 42, at the executor level on a prepared context. Goal: <= 3x.
+3. Peak RSS of the process as K grows.
+
+Every figure is measured in a fresh subprocess (so peak RSS is that run's);
+each timing is the best of ``--repeats`` runs, sequential and vectorized
+alternating so that both see the same machine load. Wall time and the
+process's CPU time are both shown: on a shared machine the CPU time is the
+steadier figure.
+
+Usage: ``python benchmarks/bench_vectorized.py [--repeats 2] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EPOCHS = 5
+GOALS = {0.25: 2.0, 0.1: 4.0, 0.05: 6.0}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup():
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path[:0] = [HERE, ROOT]
+    from _workloads import digits_reference_workload
+
+    h1, h2, train, test = digits_reference_workload()
+    return torch, h1.model, h2.model, train, test
+
+
+def sweep_time(executor: str, stepsize: float) -> dict:
+    """One whole sweep through SweepManager, synchronous."""
+    torch, h1, h2, train, test = _setup()
+    from backwardcompatibilityml.loss import BCCrossEntropyLoss, StrictImitationCrossEntropyLoss
+    from backwardcompatibilityml.sweep_management import SweepManager
+
+    with tempfile.TemporaryDirectory() as folder:
+        manager = SweepManager(folder, EPOCHS, h1, h2, train, test, 32, 32, torch.optim.SGD, {"lr": 0.1},
+                               BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=stepsize,
+                               executor=executor)
+        start, cpu = time.perf_counter(), time.process_time()
+        manager.start_sweep_synchronous(progress_bar=False)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        status = manager.get_sweep_status()
+    return {"wall": wall, "cpu": cpu, "state": status["state"], "executor": status.get("executor"),
+            "trainings": 2 * len(manager.lambda_c_values)}
+
+
+def executor_time(executor: str, count: int) -> dict:
+    """``count`` jobs of the 0.05 grid on a prepared context; wall time and peak RSS growth."""
+    torch, h1, h2, train, test = _setup()
+    from backwardcompatibilityml.engine.config import SweepConfig
+    from backwardcompatibilityml.engine.context import prepare
+    from backwardcompatibilityml.engine.executors import resolve_executor
+    from backwardcompatibilityml.engine.jobs import plan_jobs
+
+    config = SweepConfig.from_arguments(
+        number_of_epochs=EPOCHS, h1=h1, h2=h2, training_set=train, test_set=test, batch_size_train=32,
+        batch_size_test=32, OptimizerClass=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, lambda_c_stepsize=0.05)
+    context = prepare(config)
+    jobs = plan_jobs(config.lambda_c_values, config.families, config.seed)[:count]
+    runner = resolve_executor(executor)
+    runner.applies(context)
+    finished = []
+
+    class Sink:
+        def put(self, event):
+            if type(event).__name__ == "JobFinished":
+                finished.append(event.result.job)
+
+    rss_before = _rss_mb()
+    start, cpu = time.perf_counter(), time.process_time()
+    runner.run(jobs, context, Sink(), lambda: False)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert len(finished) == count
+    return {"wall": wall, "cpu": cpu, "rss_before_mb": rss_before, "rss_peak_mb": _rss_mb()}
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
+                         cwd=HERE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _best(runs: list) -> dict:
+    """The fastest run by wall time, with the least CPU time over the runs."""
+    best = dict(min(runs, key=lambda r: r["wall"]))
+    best["cpu"] = min(r["cpu"] for r in runs)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="stepsize 0.25 only and K up to 10")
+    parser.add_argument("--child", nargs="+")
+    args = parser.parse_args()
+    if args.child:
+        kind, executor, value = args.child
+        result = sweep_time(executor, float(value)) if kind == "sweep" else executor_time(executor, int(value))
+        print(json.dumps(result))
+        return
+
+    stepsizes = (0.25,) if args.quick else (0.25, 0.1, 0.05)
+    print(f"1. whole sweeps, sequential vs vectorized (1 thread, {EPOCHS} epochs, best of {args.repeats})")
+    print(f"   {'stepsize':>8} {'trainings':>9} {'sequential':>11} {'vectorized':>11} {'speed-up':>9} {'goal':>6}"
+          f"   {'CPU: seq':>9} {'vec':>7} {'speed-up':>9}")
+    for stepsize in stepsizes:
+        runs = {"sequential": [], "vectorized": []}
+        for _ in range(args.repeats):
+            for executor in runs:
+                runs[executor].append(_child("sweep", executor, str(stepsize)))
+        seq, vec = _best(runs["sequential"]), _best(runs["vectorized"])
+        assert seq["state"] == vec["state"] == "completed" and vec["executor"] == "vectorized", (seq, vec)
+        ratio = seq["wall"] / vec["wall"]
+        print(f"   {stepsize:>8} {seq['trainings']:>9} {seq['wall']:>10.2f}s {vec['wall']:>10.2f}s "
+              f"{ratio:>8.2f}x {'>=' + str(GOALS[stepsize]) + 'x':>6}   {seq['cpu']:>8.2f}s {vec['cpu']:>6.2f}s "
+              f"{seq['cpu'] / vec['cpu']:>8.2f}x", flush=True)
+
+    counts = (1, 2, 6, 10) if args.quick else (1, 2, 6, 10, 22, 42)
+    print(f"\n2./3. K trainings in one vectorized run vs one sequential training (executor only, best of "
+          f"{args.repeats})")
+    one = _best([_child("executor", "sequential", "1") for _ in range(args.repeats)])
+    print(f"   one sequential training: {one['wall']:.2f}s wall, {one['cpu']:.2f}s CPU, peak RSS "
+          f"{one['rss_peak_mb']:.0f} MB (before the run {one['rss_before_mb']:.0f} MB)")
+    print(f"   {'K':>3} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'CPU':>6} {'vs one':>7}   {'peak RSS':>9} "
+          f"{'growth':>7}")
+    for count in counts:
+        vec = _best([_child("executor", "vectorized", str(count)) for _ in range(args.repeats)])
+        print(f"   {count:>3} {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x {'<=3x':>6}   "
+              f"{vec['cpu']:>5.2f}s {vec['cpu'] / one['cpu']:>6.2f}x   {vec['rss_peak_mb']:>7.0f}MB "
+              f"{vec['rss_peak_mb'] - vec['rss_before_mb']:>5.0f}MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

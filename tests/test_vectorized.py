@@ -1,0 +1,357 @@
+"""The vectorized executor against the sequential one: equal weights, equal columns, fallbacks, events."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from backwardcompatibilityml.engine.config import SweepConfig
+from backwardcompatibilityml.engine.context import prepare
+from backwardcompatibilityml.engine.events import (
+    BatchDone, ExecutorNote, JobFailed, JobFinished, JobStarted, StepDone,
+)
+from backwardcompatibilityml.engine.executors import SequentialExecutor, job_random_state, resolve_executor
+from backwardcompatibilityml.engine.jobs import plan_jobs
+from backwardcompatibilityml.engine.vectorized import VectorizedExecutor
+from backwardcompatibilityml.engine.vmap_support import ELEMENTWISE_OPTIMIZERS, chunk_sizes
+from backwardcompatibilityml.loss import (
+    BCBinaryCrossEntropyLoss, BCCrossEntropyLoss, BCKLDivergenceLoss, BCNLLLoss,
+    StrictImitationBinaryCrossEntropyLoss, StrictImitationCrossEntropyLoss, StrictImitationKLDivergenceLoss,
+    StrictImitationNLLLoss,
+)
+from backwardcompatibilityml.training import NonFiniteLossError, TrainingCancelled, train_compatible_model
+from conftest import BinaryMLP, MLP, make_batches, train_plain
+
+TOLERANCE = 1e-5
+
+
+class Recorder:
+    """An event sink that keeps every event."""
+
+    def __init__(self):
+        self.events = []
+
+    def put(self, event):
+        self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def results(self):
+        return {e.result.job: e.result for e in self.of(JobFinished)}
+
+
+def never():
+    return False
+
+
+def digits_setup(digits_data, triple=False, hidden=12, n_train=160, n_test=60):
+    x, y = digits_data
+    torch.manual_seed(0)
+    train = make_batches(x[:n_train], y[:n_train], 32)
+    test = make_batches(x[n_train:n_train + n_test], y[n_train:n_train + n_test], 25, first_id=n_train)
+    h1 = train_plain(MLP(64, 6, 10, triple=triple), train, epochs=2)
+    h2 = MLP(64, hidden, 10, triple=triple)
+    return h1, h2, train, test
+
+
+def cancer_setup(cancer_data, column=False):
+    x, y = cancer_data
+    torch.manual_seed(0)
+    train = make_batches(x[:200], y[:200], 32)
+    test = make_batches(x[200:300], y[200:300], 50, first_id=200)
+    h1 = train_plain(BinaryMLP(30, 4, column=column), train, epochs=1, binary=True)
+    return h1, BinaryMLP(30, 8, column=column), train, test
+
+
+def context_of(h1, h2, train, test, *, optimizer=torch.optim.SGD, optimizer_kwargs=None, losses=None,
+               loss_kwargs=None, epochs=2, stepsize=0.5, metric=None):
+    losses = losses or (BCCrossEntropyLoss, StrictImitationCrossEntropyLoss)
+    config = SweepConfig.from_arguments(
+        number_of_epochs=epochs, h1=h1, h2=h2, training_set=train, test_set=test,
+        batch_size_train=32, batch_size_test=25, OptimizerClass=optimizer,
+        optimizer_kwargs=optimizer_kwargs or {"lr": 0.05},
+        NewErrorLossClass=losses[0], StrictImitationLossClass=losses[1], lambda_c_stepsize=stepsize,
+        new_error_loss_kwargs=loss_kwargs, strict_imitation_loss_kwargs=loss_kwargs, performance_metric=metric,
+    )
+    return prepare(config), plan_jobs(config.lambda_c_values, config.families, config.seed)
+
+
+def run(executor, context, jobs, should_stop=never):
+    sink = Recorder()
+    executor.run(jobs, context, sink, should_stop)
+    return sink
+
+
+def assert_same_results(vectorized, sequential, jobs):
+    assert set(vectorized.results()) == set(sequential.results()) == set(jobs)
+    for job in jobs:
+        a, b = vectorized.results()[job], sequential.results()[job]
+        assert list(a.model_state) == list(b.model_state), "the same state_dict keys, in the same order"
+        for key in a.model_state:
+            assert a.model_state[key].device.type == "cpu"
+            if a.model_state[key].dtype.is_floating_point:
+                difference = (a.model_state[key] - b.model_state[key]).abs().max().item()
+                assert difference <= TOLERANCE, (job, key, difference)
+            else:
+                assert torch.equal(a.model_state[key], b.model_state[key]), (job, key)
+        for name in ("training", "testing"):
+            np.testing.assert_array_equal(a.outputs[name].predictions, b.outputs[name].predictions)
+            assert a.outputs[name].predictions.dtype == np.int64 and a.outputs[name].confidences.dtype == np.float32
+            np.testing.assert_allclose(a.outputs[name].confidences, b.outputs[name].confidences, atol=1e-5)
+            assert a.outputs[name].performance == pytest.approx(b.outputs[name].performance)
+
+
+def test_sgd_nesterov_new_error_and_strict_imitation_equal_sequential(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data), optimizer_kwargs={
+        "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3})
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert not [e for e in vectorized.of(ExecutorNote) if e.executor != "vectorized"], "no fallback"
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+    trained = vectorized.results()[jobs[-1]].model_state
+    assert any((trained[k] - context.h2.state_dict()[k]).abs().max() > 1e-3 for k in trained), "it trained"
+
+
+def test_adam_on_triple_outputs_with_nll_equals_sequential(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data, triple=True), optimizer=torch.optim.Adam,
+                               optimizer_kwargs={"lr": 0.01, "weight_decay": 1e-4},
+                               losses=(BCNLLLoss, StrictImitationNLLLoss))
+    assert_same_results(run(VectorizedExecutor(), context, jobs), run(SequentialExecutor(), context, jobs), jobs)
+
+
+def test_kl_divergence_losses_equal_sequential(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data), optimizer=torch.optim.AdamW,
+                               optimizer_kwargs={"lr": 0.01}, losses=(BCKLDivergenceLoss,
+                                                                      StrictImitationKLDivergenceLoss),
+                               loss_kwargs={"num_classes": 10}, epochs=1)
+    assert_same_results(run(VectorizedExecutor(), context, jobs), run(SequentialExecutor(), context, jobs), jobs)
+
+
+def balanced_accuracy(model, dataset, device):
+    """A metric that runs the model itself (no from_predictions)."""
+    right, total = np.zeros(2), np.zeros(2)
+    model.eval()
+    with torch.no_grad():
+        for _, x, y in dataset:
+            predicted = (model(x.to(device)).reshape(-1) > 0.5).long().cpu()
+            for c in (0, 1):
+                total[c] += int((y == c).sum())
+                right[c] += int(((predicted == y) & (y == c)).sum())
+    return float(np.mean(right / np.maximum(total, 1)))
+
+
+@pytest.mark.parametrize("column", [False, True])
+def test_binary_losses_and_a_custom_metric_equal_sequential(cancer_data, column):
+    context, jobs = context_of(*cancer_setup(cancer_data, column), optimizer_kwargs={"lr": 0.1, "momentum": 0.5},
+                               losses=(BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss),
+                               loss_kwargs={"discriminant_pivot": 0.6}, metric=balanced_accuracy)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+    performances = {r.outputs["testing"].performance for r in vectorized.results().values()}
+    assert len(performances) > 1, "each member is measured by itself"
+
+
+def test_weights_equal_train_compatible_model_job_by_job(digits_data):
+    """The reference is training.py itself, one job at a time from the job's seed."""
+    h1, h2, train, test = digits_setup(digits_data)
+    context, jobs = context_of(h1, h2, train, test, optimizer=torch.optim.Adam, optimizer_kwargs={"lr": 0.02})
+    results = run(VectorizedExecutor(), context, jobs).results()
+    for job in jobs:
+        family = context.family(job.family)
+        with job_random_state(job.seed, torch.device("cpu")):
+            model = copy.deepcopy(h2)
+            train_compatible_model(h1, model, train, loss_class=family.loss_class, lambda_c=job.lambda_c,
+                                   optimizer_class=torch.optim.Adam, optimizer_kwargs={"lr": 0.02},
+                                   number_of_epochs=2, loss_kwargs=family.loss_kwargs)
+        for key, value in model.state_dict().items():
+            assert (results[job].model_state[key] - value).abs().max().item() <= TOLERANCE
+
+
+class BatchNormMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_batchnorm_keeps_running_statistics_per_member(digits_data):
+    h1, _, train, test = digits_setup(digits_data)
+    torch.manual_seed(1)
+    context, jobs = context_of(h1, BatchNormMLP(), train, test, optimizer_kwargs={"lr": 0.05, "momentum": 0.9})
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert VectorizedExecutor().applies(context) is None
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+    means = [r.model_state["net.1.running_mean"] for r in vectorized.results().values()]
+    assert (means[0] - means[-1]).abs().max() > 1e-6, "members keep their own statistics"
+    assert int(means and vectorized.results()[jobs[0]].model_state["net.1.num_batches_tracked"]) == 2 * len(train)
+
+
+def test_events_chunks_and_memory_budget(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data), stepsize=0.25, epochs=1)  # 10 jobs
+    assert chunk_sizes(10, 3) == [3, 3, 2, 2] and chunk_sizes(10, 10) == [10] and chunk_sizes(5, 1) == [1] * 5
+    whole = run(VectorizedExecutor(), context, jobs)
+    chunked = run(VectorizedExecutor(max_parallel_models=3), context, jobs)
+    assert [len(e.jobs) for e in chunked.of(JobStarted)] == [3, 3, 2, 2]
+    assert [len(e.jobs) for e in whole.of(JobStarted)] == [10]
+    assert_same_results(chunked, whole, jobs)
+    train_batches, test_batches = len(context.training_set), len(context.test_set)
+    for sink, chunks in ((whole, 1), (chunked, 4)):
+        assert len(sink.of(StepDone)) == chunks * train_batches
+        assert sum(len(e.jobs) for e in sink.of(StepDone)) == len(jobs) * train_batches
+        assert sum(len(e.jobs) for e in sink.of(BatchDone)) == len(jobs) * (train_batches + test_batches)
+        assert len(sink.of(JobFinished)) == len(jobs) and not sink.of(JobFailed)
+        assert all(len(e.losses) == len(e.jobs) for e in sink.of(StepDone))
+    tiny = VectorizedExecutor(memory_budget_bytes=1)
+    assert tiny.chunk_limit(context) == 1
+    assert VectorizedExecutor(memory_budget_bytes=10 ** 12).chunk_limit(context) >= len(jobs)
+    assert VectorizedExecutor(max_parallel_models=4, memory_budget_bytes=10 ** 12).chunk_limit(context) == 4
+
+
+def test_cancel_acts_before_the_next_step(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data))
+    sink = Recorder()
+    with pytest.raises(TrainingCancelled):
+        VectorizedExecutor().run(jobs, context, sink, lambda: len(sink.of(StepDone)) >= 3)
+    assert len(sink.of(StepDone)) == 3 and not sink.of(JobFinished) and not sink.of(JobFailed)
+
+
+def test_diverging_training_fails_every_member_like_sequential(digits_data):
+    context, jobs = context_of(*digits_setup(digits_data), optimizer_kwargs={"lr": 1e30}, stepsize=1.0)
+    sink = Recorder()
+    with pytest.raises(NonFiniteLossError, match="training loss became"):
+        VectorizedExecutor().run(jobs, context, sink, never)
+    assert sorted(e.job.lambda_c for e in sink.of(JobFailed)) == sorted(j.lambda_c for j in jobs)
+    assert all(e.error.startswith("NonFiniteLossError") for e in sink.of(JobFailed))
+    assert not sink.of(JobFinished)
+
+
+class OwnLoss(BCCrossEntropyLoss):
+    def dissonance_terms(self, h2_out, h1_out, target):
+        return 2 * super().dissonance_terms(h2_out, h1_out, target)
+
+
+class DataDependent(MLP):
+    def forward(self, x):
+        logits = self.net(x)
+        return logits if float(logits.detach().sum()) > -1e9 else -logits  # a Python branch on a value
+
+
+class TunedSGD(torch.optim.SGD):
+    """A user's optimizer: not known to be element-wise, even as a subclass of one that is."""
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"optimizer": TunedSGD, "optimizer_kwargs": {"lr": 0.1}}, "TunedSGD"),
+    ({"losses": (OwnLoss, StrictImitationCrossEntropyLoss)}, "OwnLoss"),
+    ({"h2": "data-dependent"}, "vmap cannot run h2"),
+])
+def test_falls_back_to_sequential_with_the_reason(digits_data, caplog, change, words):
+    h1, h2, train, test = digits_setup(digits_data)
+    if change.pop("h2", None):
+        torch.manual_seed(0)
+        h2 = DataDependent(64, 12, 10)
+    context, jobs = context_of(h1, h2, train, test, stepsize=1.0, epochs=1, **change)
+    executor = VectorizedExecutor()
+    assert words in executor.applies(context)
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.vectorized"):
+        fallback = run(executor, context, jobs)
+    notes = fallback.of(ExecutorNote)
+    assert len(notes) == 1 and words in notes[0].message and notes[0].executor == "sequential"
+    assert words in caplog.text
+    assert [len(e.jobs) for e in fallback.of(JobStarted)] == [1] * len(jobs), "one job at a time"
+    assert_same_results(fallback, run(SequentialExecutor(), context, jobs), jobs)
+
+
+class DropoutMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_dropout_draws_differ_per_member(digits_data):
+    h1, _, train, test = digits_setup(digits_data)
+    torch.manual_seed(2)
+    context, _ = context_of(h1, DropoutMLP(), train, test, stepsize=1.0, epochs=1)
+    job = plan_jobs([0.5], context.families[:1], 0)[0]
+    twins = [job, type(job)(**{**job.__dict__, "lambda_index": 1})]  # the same training twice
+    results = list(run(VectorizedExecutor(), context, twins).results().values())
+    difference = (results[0].model_state["net.0.weight"] - results[1].model_state["net.0.weight"]).abs().max()
+    assert difference > 1e-6, "each member draws its own dropout masks"
+
+
+def test_lbfgs_does_not_apply(digits_data):
+    context, _ = context_of(*digits_setup(digits_data), optimizer=torch.optim.LBFGS, optimizer_kwargs={"lr": 0.1})
+    assert "LBFGS is not known to update element by element" in VectorizedExecutor().applies(context)
+
+
+def test_auto_resolves_to_vectorized_and_options_are_checked():
+    assert isinstance(resolve_executor("auto"), VectorizedExecutor)
+    assert VectorizedExecutor.name == "vectorized"
+    with pytest.raises(ValueError, match="max_parallel_models"):
+        VectorizedExecutor(max_parallel_models=0)
+    with pytest.raises(TypeError, match="memory_budget_bytes"):
+        VectorizedExecutor(memory_budget_bytes="1GB")
+
+
+@pytest.mark.parametrize("optimizer", ELEMENTWISE_OPTIMIZERS)
+def test_every_allowed_optimizer_is_element_wise(optimizer):
+    """One optimizer over stacked tensors updates each slice exactly as its own optimizer does."""
+    g = torch.Generator().manual_seed(0)
+    kwargs = {"lr": 0.01, "weight_decay": 0.01} if optimizer is not torch.optim.Rprop else {"lr": 0.01}
+    stacked = torch.randn(3, 4, 5, generator=g, requires_grad=True)
+    singles = [stacked[k].detach().clone().requires_grad_(True) for k in range(3)]
+    together = optimizer([stacked], **kwargs)
+    apart = [optimizer([p], **kwargs) for p in singles]
+    for _ in range(4):
+        grad = torch.randn(3, 4, 5, generator=g)
+        stacked.grad = grad.clone()
+        together.step()
+        for k, (p, opt) in enumerate(zip(singles, apart)):
+            p.grad = grad[k].clone()
+            opt.step()
+    for k in range(3):
+        assert torch.allclose(stacked[k], singles[k], atol=1e-6), optimizer
+
+
+def in_new_thread(function):
+    import threading
+
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(value=function()))
+    thread.start()
+    thread.join()
+    return box["value"]
+
+
+def test_sweep_thread_settings_are_the_threads_own(monkeypatch):
+    from backwardcompatibilityml.engine.threads import ENVIRONMENT_VARIABLE, configure_sweep_thread, sweep_thread_count
+
+    assert [sweep_thread_count(2, 2), sweep_thread_count(16, 16), sweep_thread_count(4, 16), sweep_thread_count(8, 1)] \
+        == [1, 15, 4, 1]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(ENVIRONMENT_VARIABLE, raising=False)
+        expected = sweep_thread_count(before, len(__import__("os").sched_getaffinity(0)))
+        assert in_new_thread(lambda: (configure_sweep_thread(), torch.get_num_threads())) == (expected, expected)
+        assert torch.get_num_threads() == before, "the notebook's thread keeps its count"
+        assert in_new_thread(lambda: (configure_sweep_thread(3), torch.get_num_threads())) == (3, 3)
+        monkeypatch.setenv(ENVIRONMENT_VARIABLE, "2")
+        assert in_new_thread(configure_sweep_thread) == 2
+        monkeypatch.setenv(ENVIRONMENT_VARIABLE, "many")
+        with pytest.raises(ValueError, match=ENVIRONMENT_VARIABLE):
+            configure_sweep_thread()
+        with pytest.raises(ValueError, match="num_threads"):
+            configure_sweep_thread(0)
+    finally:
+        in_new_thread(lambda: torch.set_num_threads(before))  # the default of later threads, as it was
+    assert torch.get_num_threads() == before
