@@ -130,12 +130,17 @@ def test_a_failed_sweep_keeps_its_exception_and_can_raise_it(tmp_path, caplog):
 def test_restarts_never_push_out_a_finished_sweep(tmp_path, caplog):
     folder = tmp_path / "s"
     build_manager(str(folder), epochs=1, stepsize=0.5).start_sweep_synchronous(progress_bar=False)
+    holder = {}
+
+    def cancelling_metric(model, dataset, device):  # runs while h1 is prepared: cancel before any training
+        holder["manager"].cancel_sweep(wait=0)
+        return 0.5
+
     for attempt in range(2):
-        other = build_manager(str(folder), epochs=2, stepsize=0.5)
+        other = holder["manager"] = build_manager(str(folder), epochs=2, stepsize=0.5,
+                                                  performance_metric=cancelling_metric)
         with caplog.at_level(logging.INFO):
-            other.start_sweep()
-            other.cancel_sweep(wait=30)
-        assert other.wait(30)
+            other.start_sweep_synchronous(progress_bar=False)
         assert other.get_sweep_status()["state"] == "cancelled"
     kept = [d for d in glob.glob(str(folder / "previous" / "*")) if os.path.isdir(d)]
     assert len(kept) == 1, f"one finished sweep, kept once: {kept}"
