@@ -315,7 +315,7 @@ class SweepRunner:
         elif isinstance(event, (StepDone, BatchDone)) and self._bar is not None:
             self._bar.update(len(event.jobs))
         elif isinstance(event, ExecutorNote):
-            logger.info("%s", event.message)
+            logger.debug("executor note: %s", event.message)  # the executor logs it itself; the status shows it
         elif isinstance(event, JobFailed):
             logger.error("training lambda_c=%s %s failed: %s", event.job.lambda_c, event.job.family, event.error)
 
