@@ -331,40 +331,40 @@ class JupyterLabServer:
         self._log.close()
 
 
-class DemoServer:
-    """``python -m backwardcompatibilityml demo --no-browser`` on a free port."""
+class _CliServer:
+    """A ``python -m backwardcompatibilityml`` command that serves the widget on a free port.
 
-    def __init__(self, workdir: str, epochs: int, stepsize: float = 0.25, executor: Optional[str] = None):
+    Subclasses set ``name`` (for log files and messages) and build ``arguments()``.
+    """
+
+    name = "cli"
+
+    def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.epochs = epochs
-        self.stepsize = stepsize
-        self.executor = executor
-        self.folder = os.path.join(workdir, "sweep")
-        self.log_path = os.path.join(workdir, "demo.log")
+        self.log_path = os.path.join(workdir, f"{self.name}.log")
         self.process: Optional[subprocess.Popen] = None
         self.url: Optional[str] = None
         self.token: Optional[str] = None
 
+    def arguments(self) -> List[str]:
+        raise NotImplementedError
+
     def start(self, timeout: float = 120) -> None:
-        command = [sys.executable, "-m", "backwardcompatibilityml", "demo", "--no-browser",
-                   "--port", str(self.port), "--epochs", str(self.epochs), "--stepsize", str(self.stepsize),
-                   "--folder", self.folder]
-        if self.executor:
-            command += ["--executor", self.executor]
-        self._stderr = open(os.path.join(self.workdir, "demo.stderr.log"), "w")
+        command = [sys.executable, "-m", "backwardcompatibilityml", *self.arguments()]
+        self._stderr = open(os.path.join(self.workdir, f"{self.name}.stderr.log"), "w")
         self.process = subprocess.Popen(command, cwd=self.workdir, stdout=subprocess.PIPE, stderr=self._stderr,
                                         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.output = LineReader(self.process.stdout, self.log_path)
 
         def printed_url() -> Optional[re.Match]:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the demo exited with {self.process.returncode}:\n"
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
                                    f"{tail(self.log_path)}\n{tail(self._stderr.name)}")
             return self.output.find(r"widget: (http://\S+)")
 
         try:
-            match = wait_until(printed_url, timeout, 0.2, "the demo to print its widget URL")
+            match = wait_until(printed_url, timeout, 0.2, f"{self.name} to print its widget URL")
         except BaseException:
             self.stop()
             raise
@@ -373,7 +373,7 @@ class DemoServer:
         assert token, f"the printed URL has a token: {self.url}"
         self.token = token.group(1)
         port = re.match(r"http://[^/:]+:(\d+)/", self.url)
-        assert port and int(port.group(1)) == self.port, f"the demo listens on the asked port: {self.url}"
+        assert port and int(port.group(1)) == self.port, f"{self.name} listens on the asked port: {self.url}"
 
     def stop(self, sig: int = signal.SIGTERM) -> Optional[int]:
         if self.process is None:
@@ -383,48 +383,35 @@ class DemoServer:
         return code
 
 
-class ServeServer:
+class DemoServer(_CliServer):
+    """``python -m backwardcompatibilityml demo --no-browser`` on a free port."""
+
+    name = "demo"
+
+    def __init__(self, workdir: str, epochs: int, stepsize: float = 0.25, executor: Optional[str] = None):
+        super().__init__(workdir)
+        self.epochs = epochs
+        self.stepsize = stepsize
+        self.executor = executor
+        self.folder = os.path.join(workdir, "sweep")
+
+    def arguments(self) -> List[str]:
+        arguments = ["demo", "--no-browser", "--port", str(self.port), "--epochs", str(self.epochs),
+                     "--stepsize", str(self.stepsize), "--folder", self.folder]
+        return arguments + (["--executor", self.executor] if self.executor else [])
+
+
+class ServeServer(_CliServer):
     """``python -m backwardcompatibilityml serve FOLDER --no-browser`` on a free port: a saved sweep, no training."""
 
+    name = "serve"
+
     def __init__(self, workdir: str, folder: str):
-        self.workdir = workdir
+        super().__init__(workdir)
         self.folder = folder
-        self.port = free_port()
-        self.log_path = os.path.join(workdir, "serve.log")
-        self.process: Optional[subprocess.Popen] = None
-        self.url: Optional[str] = None
-        self.token: Optional[str] = None
 
-    def start(self, timeout: float = 120) -> None:
-        command = [sys.executable, "-m", "backwardcompatibilityml", "serve", self.folder, "--no-browser",
-                   "--port", str(self.port)]
-        self._stderr = open(os.path.join(self.workdir, "serve.stderr.log"), "w")
-        self.process = subprocess.Popen(command, cwd=self.workdir, stdout=subprocess.PIPE, stderr=self._stderr,
-                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.output = LineReader(self.process.stdout, self.log_path)
-
-        def printed_url() -> Optional[re.Match]:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.process.returncode}:\n"
-                                   f"{tail(self.log_path)}\n{tail(self._stderr.name)}")
-            return self.output.find(r"widget: (http://\S+)")
-
-        try:
-            match = wait_until(printed_url, timeout, 0.2, "serve to print its widget URL")
-        except BaseException:
-            self.stop()
-            raise
-        self.url = match.group(1)
-        token = re.search(r"[?&]token=([^&\s]+)", self.url)
-        assert token, f"the printed URL has a token: {self.url}"
-        self.token = token.group(1)
-
-    def stop(self, sig: int = signal.SIGTERM) -> Optional[int]:
-        if self.process is None:
-            return None
-        code = stop_process(self.process, sig, 30)
-        self._stderr.close()
-        return code
+    def arguments(self) -> List[str]:
+        return ["serve", self.folder, "--no-browser", "--port", str(self.port)]
 
 
 def notebook_copy(source: str, destination: str, replacements: Iterable[Tuple[str, str]] = ()) -> None:
