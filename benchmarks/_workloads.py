@@ -53,3 +53,20 @@ def digits_reference_workload(batch_size: int = 32):
             optimizer.step()
     h1.eval()
     return Counted("h1", h1), Counted("h2", mlp(64, 64, 10)), train, test
+
+
+class TripleOutputs(nn.Module):
+    """Wraps a logits model to return ``(logits, softmax, log_softmax)``, the earlier tool's convention."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        logits = self.model(x)
+        return logits, torch.softmax(logits, dim=-1), torch.log_softmax(logits, dim=-1)
+
+
+def ids_as_lists(batches):
+    """The batches with their ids as Python lists (the earlier tool looks ids up with ``list.index``)."""
+    return [(ids.tolist(), x, y) for ids, x, y in batches]

@@ -5,9 +5,12 @@ MLP-64, batch 32, 5 epochs, SGD(lr=0.1).
 
 1. Whole sweeps through ``SweepManager.start_sweep_synchronous()`` with
    ``executor="sequential"`` and ``executor="vectorized"`` at stepsize 0.25 /
-   0.1 / 0.05 (10 / 22 / 42 trainings). Goal: >= 2x / 4x / 6x.
+   0.1 / 0.05 (10 / 22 / 42 trainings). Goal: >= 2x / 4x / 6x. The
+   vectorized executor with ``fused_forward=False`` (every member through
+   vmap) is shown beside it.
 2. K trainings in one vectorized run against one training (sequential), for K
-   up to 42, at the executor level on a prepared context. Goal: <= 3x.
+   up to 42, at the executor level on a prepared context, with the fused
+   forward and with vmap. Goal: <= 3x.
 3. Peak RSS of the process as K grows.
 
 Every figure is measured in a fresh subprocess (so peak RSS is that run's);
@@ -51,6 +54,17 @@ def _setup():
     return torch, h1.model, h2.model, train, test
 
 
+def _executor(name: str):
+    """``"vectorized-vmap"`` is the vectorized executor with its fused forward turned off."""
+    if name == "vectorized-vmap":
+        from backwardcompatibilityml.engine.vectorized import VectorizedExecutor
+
+        return VectorizedExecutor(fused_forward=False)
+    from backwardcompatibilityml.engine.executors import resolve_executor
+
+    return resolve_executor(name)
+
+
 def sweep_time(executor: str, stepsize: float) -> dict:
     """One whole sweep through SweepManager, synchronous."""
     torch, h1, h2, train, test = _setup()
@@ -60,13 +74,13 @@ def sweep_time(executor: str, stepsize: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         manager = SweepManager(folder, EPOCHS, h1, h2, train, test, 32, 32, torch.optim.SGD, {"lr": 0.1},
                                BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=stepsize,
-                               executor=executor)
+                               executor=_executor(executor))
         start, cpu = time.perf_counter(), time.process_time()
         manager.start_sweep_synchronous(progress_bar=False)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         status = manager.get_sweep_status()
     return {"wall": wall, "cpu": cpu, "state": status["state"], "executor": status.get("executor"),
-            "trainings": 2 * len(manager.lambda_c_values)}
+            "note": status.get("executor_note"), "trainings": 2 * len(manager.lambda_c_values)}
 
 
 def executor_time(executor: str, count: int) -> dict:
@@ -74,7 +88,6 @@ def executor_time(executor: str, count: int) -> dict:
     torch, h1, h2, train, test = _setup()
     from backwardcompatibilityml.engine.config import SweepConfig
     from backwardcompatibilityml.engine.context import prepare
-    from backwardcompatibilityml.engine.executors import resolve_executor
     from backwardcompatibilityml.engine.jobs import plan_jobs
 
     config = SweepConfig.from_arguments(
@@ -82,7 +95,7 @@ def executor_time(executor: str, count: int) -> dict:
         batch_size_test=32, OptimizerClass=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, lambda_c_stepsize=0.05)
     context = prepare(config)
     jobs = plan_jobs(config.lambda_c_values, config.families, config.seed)[:count]
-    runner = resolve_executor(executor)
+    runner = _executor(executor)
     runner.applies(context)
     finished = []
 
@@ -125,19 +138,21 @@ def main() -> None:
         return
 
     stepsizes = (0.25,) if args.quick else (0.25, 0.1, 0.05)
-    print(f"1. whole sweeps, sequential vs vectorized (1 thread, {EPOCHS} epochs, best of {args.repeats})")
+    print(f"1. whole sweeps, sequential vs vectorized (1 thread, {EPOCHS} epochs, best of {args.repeats}); "
+          "'vmap' is the vectorized executor with fused_forward=False")
     print(f"   {'stepsize':>8} {'trainings':>9} {'sequential':>11} {'vectorized':>11} {'speed-up':>9} {'goal':>6}"
-          f"   {'CPU: seq':>9} {'vec':>7} {'speed-up':>9}")
+          f"   {'vmap':>7} {'speed-up':>9}   {'CPU: seq':>9} {'vec':>6} {'speed-up':>9}")
     for stepsize in stepsizes:
-        runs = {"sequential": [], "vectorized": []}
+        runs = {"sequential": [], "vectorized": [], "vectorized-vmap": []}
         for _ in range(args.repeats):
             for executor in runs:
                 runs[executor].append(_child("sweep", executor, str(stepsize)))
-        seq, vec = _best(runs["sequential"]), _best(runs["vectorized"])
-        assert seq["state"] == vec["state"] == "completed" and vec["executor"] == "vectorized", (seq, vec)
-        ratio = seq["wall"] / vec["wall"]
+        seq, vec, vmap = (_best(runs[name]) for name in runs)
+        assert seq["state"] == vec["state"] == vmap["state"] == "completed", (seq, vec, vmap)
+        assert vec["note"].endswith("(fused linear layers)") and vmap["note"].endswith("(vmap)"), (vec, vmap)
         print(f"   {stepsize:>8} {seq['trainings']:>9} {seq['wall']:>10.2f}s {vec['wall']:>10.2f}s "
-              f"{ratio:>8.2f}x {'>=' + str(GOALS[stepsize]) + 'x':>6}   {seq['cpu']:>8.2f}s {vec['cpu']:>6.2f}s "
+              f"{seq['wall'] / vec['wall']:>8.2f}x {'>=' + str(GOALS[stepsize]) + 'x':>6}   {vmap['wall']:>6.2f}s "
+              f"{seq['wall'] / vmap['wall']:>8.2f}x   {seq['cpu']:>8.2f}s {vec['cpu']:>5.2f}s "
               f"{seq['cpu'] / vec['cpu']:>8.2f}x", flush=True)
 
     counts = (1, 2, 6, 10) if args.quick else (1, 2, 6, 10, 22, 42)
@@ -146,11 +161,13 @@ def main() -> None:
     one = _best([_child("executor", "sequential", "1") for _ in range(args.repeats)])
     print(f"   one sequential training: {one['wall']:.2f}s wall, {one['cpu']:.2f}s CPU, peak RSS "
           f"{one['rss_peak_mb']:.0f} MB (before the run {one['rss_before_mb']:.0f} MB)")
-    print(f"   {'K':>3} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'CPU':>6} {'vs one':>7}   {'peak RSS':>9} "
-          f"{'growth':>7}")
+    print(f"   {'K':>3} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'vmap':>7} {'vs one':>7}   {'CPU':>6} "
+          f"{'vs one':>7}   {'peak RSS':>9} {'growth':>7}")
     for count in counts:
         vec = _best([_child("executor", "vectorized", str(count)) for _ in range(args.repeats)])
+        vmap = _best([_child("executor", "vectorized-vmap", str(count)) for _ in range(args.repeats)])
         print(f"   {count:>3} {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x {'<=3x':>6}   "
+              f"{vmap['wall']:>6.2f}s {vmap['wall'] / one['wall']:>6.2f}x   "
               f"{vec['cpu']:>5.2f}s {vec['cpu'] / one['cpu']:>6.2f}x   {vec['rss_peak_mb']:>7.0f}MB "
               f"{vec['rss_peak_mb'] - vec['rss_before_mb']:>5.0f}MB", flush=True)
 

@@ -1,9 +1,10 @@
-"""Evaluate the K members of a stacked model: one vmapped pass per batch, K sets of columns.
+"""Evaluate the K members of a stacked model: one stacked pass per batch, K sets of columns.
 
 The columns equal those of :func:`~backwardcompatibilityml.evaluation.predict_outputs`
 for each member alone: labels and confidences come from the same
-:func:`~backwardcompatibilityml.evaluation.labels_and_confidences`, run
-inside ``vmap``, and are placed in the reference's row order.
+:func:`~backwardcompatibilityml.evaluation.labels_and_confidences`, run on
+every member's rows (see :meth:`~.stacking.StackedModel.stacked_forward`),
+and are placed in the reference's row order.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def evaluate_stacked(
     ValueError
         If a dataset no longer yields the instances of its reference (every member fails alike).
     """
-    head = stacked.vmapped(lambda output: labels_and_confidences(output, discriminant_pivot, "h2"))
+    # Row by row (labels, confidences): NaN is read from the confidences, which a NaN output always reaches.
+    head = stacked.stacked_forward(lambda output: labels_and_confidences(output, discriminant_pivot, "h2")[:2])
     outputs: Dict[int, Dict[str, H2Outputs]] = {k: {} for k in members}
     failures: Dict[int, BaseException] = {}
     needs_model = getattr(context.performance_metric, "from_predictions", None) is None
@@ -105,9 +107,9 @@ def _predict(
             if should_stop():
                 raise TrainingCancelled()
             rows = tracker.rows(batch_ids)
-            labels, confs, has_nan = head(stacked.params, stacked.buffers, inputs)
+            labels, confs = head(stacked.params, stacked.buffers, inputs)
             parts.append((rows, labels, confs))  # kept on the device until the end: no sync per batch
-            nan_flags.append(has_nan)
+            nan_flags.append(torch.isnan(confs).any(dim=1))
             on_batch()
     tracker.check_complete()
     if parts:

@@ -129,7 +129,7 @@ def train_stacked(
     dtype = next(iter(stacked.params.values())).dtype
     member_losses = StackedLoss(jobs, losses, device, dtype if dtype.is_floating_point else torch.float32)
     adapt = next(iter(losses.values())).adapt
-    forward = stacked.vmapped(lambda output: adapt(output, "h2"))
+    forward = stacked.stacked_forward(lambda output: adapt(output, "h2"))
     reference = context.references["training"].outputs
     alive = torch.ones(len(jobs), dtype=torch.bool, device=device)
     alive_jobs = list(range(len(jobs)))

@@ -1,4 +1,4 @@
-"""K copies of h2 as one stacked model: stacked parameters, a vmapped forward, per-member states.
+"""K copies of h2 as one stacked model: stacked parameters, a stacked forward (vmap, or the fused forward), per-member states.
 
 :class:`StackedModel` holds every parameter and buffer of h2 with a leading
 dimension ``K`` (one slice per member, all starting from the template's
@@ -11,15 +11,22 @@ K separate trainings.
 Buffers are stacked too, so a BatchNorm layer keeps per-member running
 statistics. Random layers (dropout) draw independently for every member
 (``randomness="different"``).
+
+With ``fused=True`` a model made of linear layers and element-wise steps runs
+through :class:`~.fused_forward.FusedForward` instead (one matrix product for
+all members where they share the input), and no vmap at all. The vectorized executor asks for it only after
+:func:`~.fused_forward.fused_matches_vmap` has accepted the model.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.func import functional_call, vmap
+
+from .fused_forward import FusedForward, fused_forward
 
 __all__ = ["StackedModel", "RANDOMNESS"]
 
@@ -37,9 +44,12 @@ class StackedModel:
         Number of members ``K``.
     device : torch.device
         Where the stacked tensors live.
+    fused : bool, default False
+        Run the forward through :func:`~.fused_forward.fused_forward` where
+        it knows the model (see :attr:`fused`); vmap otherwise.
     """
 
-    def __init__(self, template: torch.nn.Module, size: int, device: torch.device) -> None:
+    def __init__(self, template: torch.nn.Module, size: int, device: torch.device, fused: bool = False) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.size = size
@@ -55,15 +65,25 @@ class StackedModel:
             name: _stack(b, size, device) for name, b in self.module.named_buffers()
         }
         self._aliases = _state_aliases(self.module)
+        #: The vmap-free forward in use, or None (vmap of ``functional_call``).
+        self.fused: Optional[FusedForward] = fused_forward(self.module) if fused else None
 
     # -- running ------------------------------------------------------------------------
-    def vmapped(self, head: Callable[[Any], Any]) -> Callable[..., Any]:
+    def stacked_forward(self, head: Callable[[Any], Any]) -> Callable[..., Any]:
         """A function ``(params, buffers, inputs) -> head(member output)`` stacked over the members.
 
-        ``head`` turns one member's raw output into tensors (it runs inside
-        ``vmap``, so it sees the shapes of a single member).
+        ``head`` turns a model output into tensors **row by row**: row ``i``
+        of every tensor it returns depends only on row ``i`` of the output
+        (log-probabilities, labels, confidences). It sees the shapes of a
+        single member: under vmap it runs per member; with the fused forward
+        the K members' rows are laid end to end as one batch of ``K * N``
+        rows and the results are split back, which saves vmap's cost per call.
+        Every tensor returned has a leading dimension K.
         """
         module = self.module
+        fused = self.fused
+        if fused is not None:
+            return lambda params, buffers, inputs: _rows_by_member(head, fused(params, inputs))
 
         def member(params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor], inputs: Any) -> Any:
             return head(functional_call(module, (params, buffers), (inputs,)))
@@ -97,6 +117,20 @@ class StackedModel:
             for name, tensor in model.named_buffers():
                 tensor.copy_(self.buffers[name][index])
         return model.eval()
+
+
+def _rows_by_member(head: Callable[[Any], Any], outputs: Any) -> Any:
+    """``head`` applied to the members' outputs ``(K, N, ...)`` as one batch of ``K * N`` rows, split back."""
+    first = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
+    size, rows = first.shape[0], first.shape[1]
+    flat = _map_tensors(lambda t: t.reshape(size * rows, *t.shape[2:]), outputs)
+    return _map_tensors(lambda t: t.reshape(size, rows, *t.shape[1:]), head(flat))
+
+
+def _map_tensors(function: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(function, item) for item in value)
+    return function(value)
 
 
 def _stack(tensor: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:

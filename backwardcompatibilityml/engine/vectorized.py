@@ -40,11 +40,11 @@ their distribution.
 from __future__ import annotations
 
 import logging
-import numbers
 import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..training import TrainingCancelled
+from ..validation import check_bool, check_positive_int
 from .context import PreparedContext
 from .events import EventSink, ExecutorNote, JobFinished, JobStarted
 from .executors import SequentialExecutor, job_random_state
@@ -53,7 +53,7 @@ from .stacked_evaluation import evaluate_stacked
 from .stacked_training import by_family, job_failed, train_stacked
 from .stacking import StackedModel
 from .vmap_support import (
-    chunk_sizes, default_memory_budget, family_losses, loss_reason, member_bytes, model_reason, optimizer_reason,
+    chunk_sizes, default_memory_budget, family_losses, fused_applies, loss_reason, member_bytes, model_reason, optimizer_reason,
     trace_reason,
 )
 
@@ -73,6 +73,11 @@ class VectorizedExecutor:
     memory_budget_bytes : int, optional
         Memory a chunk may use (default: half of the free memory of the device,
         or of the machine for the CPU).
+    fused_forward : bool, default True
+        Run models made of linear layers and element-wise steps through the
+        vmap-free :class:`~.fused_forward.FusedForward` (one matrix product
+        for all members where they share the input) once it has matched vmap
+        on the first batch; ``False`` always uses ``vmap``.
 
     Examples
     --------
@@ -82,32 +87,31 @@ class VectorizedExecutor:
     name = "vectorized"
 
     def __init__(self, max_parallel_models: Optional[int] = None,
-                 memory_budget_bytes: Optional[int] = None) -> None:
-        for value, label in ((max_parallel_models, "max_parallel_models"),
-                             (memory_budget_bytes, "memory_budget_bytes")):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{label} must be an int or None, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{label} must be >= 1, got {value}")
-        self.max_parallel_models = None if max_parallel_models is None else int(max_parallel_models)
-        self.memory_budget_bytes = None if memory_budget_bytes is None else int(memory_budget_bytes)
+                 memory_budget_bytes: Optional[int] = None, fused_forward: bool = True) -> None:
+        self.fused_forward = check_bool(fused_forward, "fused_forward")
+        self.max_parallel_models = None if max_parallel_models is None else check_positive_int(
+            max_parallel_models, "max_parallel_models")
+        self.memory_budget_bytes = None if memory_budget_bytes is None else check_positive_int(
+            memory_budget_bytes, "memory_budget_bytes")
         # The last context checked (held weakly: a finished sweep's data is not kept alive by the executor).
-        self._checked: Optional[Tuple["weakref.ref[PreparedContext]", Optional[str], int]] = None
+        self._checked: Optional[Tuple["weakref.ref[PreparedContext]", Optional[str], int, bool]] = None
 
     def __repr__(self) -> str:
         return (f"VectorizedExecutor(max_parallel_models={self.max_parallel_models}, "
-                f"memory_budget_bytes={self.memory_budget_bytes})")
+                f"memory_budget_bytes={self.memory_budget_bytes}, fused_forward={self.fused_forward})")
 
     # -- applicability -------------------------------------------------------------------
     def applies(self, context: PreparedContext) -> Optional[str]:
         """None when the sweep's jobs can be stacked, else the reason they cannot."""
         return self._check(context)[0]
 
-    def _check(self, context: PreparedContext) -> Tuple[Optional[str], int]:
+    def uses_fused_forward(self, context: PreparedContext) -> bool:
+        """Whether this sweep's members run through the vmap-free fused forward (see :mod:`.fused_forward`)."""
+        return self._check(context)[2]
+
+    def _check(self, context: PreparedContext) -> Tuple[Optional[str], int, bool]:
         if self._checked is not None and self._checked[0]() is context:
-            return self._checked[1], self._checked[2]
+            return self._checked[1], self._checked[2], self._checked[3]
         reason = optimizer_reason(context.optimizer_class) or model_reason(context.h2) or loss_reason(
             context.families, context.h1, context.h2)
         activation = 0
@@ -119,12 +123,14 @@ class VectorizedExecutor:
             binary = family_losses(context.families[:1], context.h1, context.h2)[context.families[0].name].binary
             reason, activation = trace_reason(
                 context.h2, context.training_set, context.device, binary, context.discriminant_pivot)
-        self._checked = (weakref.ref(context), reason, activation)
-        return reason, activation
+        fused = self.fused_forward and reason is None and fused_applies(
+            context.h2, context.training_set, context.device)
+        self._checked = (weakref.ref(context), reason, activation, fused)
+        return reason, activation, fused
 
     def chunk_limit(self, context: PreparedContext) -> int:
         """How many jobs one stacked model may hold for this sweep (memory budget and ``max_parallel_models``)."""
-        _, activation = self._check(context)
+        _, activation, _ = self._check(context)
         per_member = max(1, member_bytes(context.h2, context.optimizer_class, context.optimizer_kwargs, activation))
         budget = self.memory_budget_bytes if self.memory_budget_bytes is not None else default_memory_budget(
             context.device)
@@ -161,7 +167,8 @@ class VectorizedExecutor:
         if chunks:
             sizes = [len(chunk) for chunk in chunks]
             message = (f"vectorized training: {len(jobs)} trainings as {len(chunks)} stacked "
-                       f"model{'s' if len(chunks) > 1 else ''} of {', '.join(map(str, sizes))}")
+                       f"model{'s' if len(chunks) > 1 else ''} of {', '.join(map(str, sizes))} "
+                       f"({'fused linear layers' if self.uses_fused_forward(context) else 'vmap'})")
             logger.info("%s", message)
             sink.put(ExecutorNote(message, executor=self.name))
         for chunk in chunks:
@@ -191,7 +198,8 @@ class VectorizedExecutor:
             with job_random_state(chunk[0].seed, context.device):
                 losses = family_losses([context.family(name) for name in dict.fromkeys(j.family for j in chunk)],
                                        context.h1, context.h2)
-                stacked = StackedModel(context.h2, len(chunk), context.device)
+                stacked = StackedModel(context.h2, len(chunk), context.device,
+                                       fused=self.uses_fused_forward(context))
                 failures = train_stacked(stacked, chunk, context, losses, sink, should_stop)
                 reported.update(failures)
                 members = [k for k in range(len(chunk)) if k not in failures]

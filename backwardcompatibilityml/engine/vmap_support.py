@@ -18,10 +18,11 @@ from ..data import iterate_batches
 from ..evaluation import labels_and_confidences
 from ..outputs import binary_probabilities, log_probabilities
 from .families import LossFamily
+from .fused_forward import fused_forward, fused_matches_vmap
 from .stacking import StackedModel
 
 __all__ = [
-    "ELEMENTWISE_OPTIMIZERS", "optimizer_reason", "loss_reason", "model_reason", "trace_reason",
+    "ELEMENTWISE_OPTIMIZERS", "optimizer_reason", "loss_reason", "model_reason", "trace_reason", "fused_applies",
     "member_bytes", "default_memory_budget", "chunk_sizes", "family_losses",
 ]
 
@@ -108,9 +109,7 @@ def trace_reason(h2: torch.nn.Module, dataset: Any, device: torch.device, binary
     activation_bytes : int
         Bytes of the layer outputs of one member on that batch (a memory estimate).
     """
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with _forked_rng(device):
         batch = _first_batch(dataset, device)
         if batch is None:
             return None, 0
@@ -119,17 +118,38 @@ def trace_reason(h2: torch.nn.Module, dataset: Any, device: torch.device, binary
             stacked = StackedModel(h2, 2, device)
             adapt = binary_probabilities if binary else log_probabilities
             stacked.train(True)
-            out = stacked.vmapped(lambda output: adapt(output, "h2"))(stacked.params, stacked.buffers, inputs)
+            out = stacked.stacked_forward(lambda output: adapt(output, "h2"))(stacked.params, stacked.buffers, inputs)
             out.sum().backward()
             stacked.train(False)
             with torch.no_grad():
-                stacked.vmapped(lambda output: labels_and_confidences(output, discriminant_pivot, "h2"))(
+                stacked.stacked_forward(lambda output: labels_and_confidences(output, discriminant_pivot, "h2"))(
                     stacked.params, stacked.buffers, inputs)
         except Exception as error:
             last = traceback.extract_tb(error.__traceback__)[-1:]
             where = f" at {last[0].name}()" if last else ""
             return f"torch.func.vmap cannot run h2 ({type(error).__name__}{where}: {_first_line(error)})", 0
         return None, _activation_bytes(stacked.module, inputs)
+
+
+def fused_applies(h2: torch.nn.Module, dataset: Any, device: torch.device) -> bool:
+    """Whether the vmap-free :class:`~.fused_forward.FusedForward` knows h2 and matches vmap on the first batch.
+
+    Call it after :func:`trace_reason` has accepted h2. Runs with the random
+    state forked and never touches ``h2``.
+    """
+    with _forked_rng(device):
+        batch = _first_batch(dataset, device)
+        if batch is None:
+            return False
+        stacked = StackedModel(h2, 2, device)
+        fused = fused_forward(stacked.module)
+        return fused is not None and fused_matches_vmap(stacked, fused, batch[1])
+
+
+def _forked_rng(device: torch.device) -> Any:
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
 
 
 def _first_line(error: BaseException) -> str:
