@@ -10,7 +10,10 @@ MLP-64, batch 32, 5 epochs, SGD(lr=0.1).
    vmap) is shown beside it.
 2. K trainings in one vectorized run against one training (sequential), for K
    up to 42, at the executor level on a prepared context, with the fused
-   forward and with vmap. Goal: <= 3x.
+   forward and with vmap. Goal: <= 3x. A hand-written stacked loop of the
+   training steps alone ("floor": forward, NLL, backward, SGD; no
+   compatibility loss, no evaluation) shows what eager PyTorch needs for K
+   members on this machine.
 3. Peak RSS of the process as K grows.
 
 Every figure is measured in a fresh subprocess (so peak RSS is that run's);
@@ -112,6 +115,31 @@ def executor_time(executor: str, count: int) -> dict:
     return {"wall": wall, "cpu": cpu, "rss_before_mb": rss_before, "rss_peak_mb": _rss_mb()}
 
 
+def floor_time(count: int) -> dict:
+    """A hand-written loop over ``count`` stacked MLP-64 members: forward, NLL, backward, SGD; nothing else.
+
+    No compatibility loss, no h1, no evaluation, no events: what plain eager
+    PyTorch needs for the training steps alone (a floor for ``executor_time``).
+    """
+    torch, _h1, _h2, train, _test = _setup()
+    functional = torch.nn.functional
+    w1 = (torch.randn(count * 64, 64) * 0.1).requires_grad_()
+    b1 = torch.zeros(count * 64, requires_grad=True)
+    w2 = (torch.randn(count, 10, 64) * 0.1).requires_grad_()
+    b2 = torch.zeros(count, 10, requires_grad=True)
+    optimizer = torch.optim.SGD([w1, b1, w2, b2], lr=0.1)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(EPOCHS):
+        for _ids, x, y in train:
+            optimizer.zero_grad(set_to_none=True)
+            hidden = torch.relu(functional.linear(x, w1, b1)).view(x.shape[0], count, 64).transpose(0, 1)
+            out = functional.log_softmax(torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2)), -1)
+            functional.nll_loss(out.reshape(-1, 10), y.repeat(count), reduction="sum").backward()
+            optimizer.step()
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "rss_before_mb": 0,
+            "rss_peak_mb": 0}
+
+
 def _child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
                          cwd=HERE, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -133,7 +161,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, executor, value = args.child
-        result = sweep_time(executor, float(value)) if kind == "sweep" else executor_time(executor, int(value))
+        if kind == "sweep":
+            result = sweep_time(executor, float(value))
+        elif kind == "floor":
+            result = floor_time(int(value))
+        else:
+            result = executor_time(executor, int(value))
         print(json.dumps(result))
         return
 
@@ -157,17 +190,21 @@ def main() -> None:
 
     counts = (1, 2, 6, 10) if args.quick else (1, 2, 6, 10, 22, 42)
     print(f"\n2./3. K trainings in one vectorized run vs one sequential training (executor only, best of "
-          f"{args.repeats})")
-    one = _best([_child("executor", "sequential", "1") for _ in range(args.repeats)])
-    print(f"   one sequential training: {one['wall']:.2f}s wall, {one['cpu']:.2f}s CPU, peak RSS "
-          f"{one['rss_peak_mb']:.0f} MB (before the run {one['rss_before_mb']:.0f} MB)")
-    print(f"   {'K':>3} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'vmap':>7} {'vs one':>7}   {'CPU':>6} "
-          f"{'vs one':>7}   {'peak RSS':>9} {'growth':>7}")
+          f"{args.repeats}, the four runs of a row interleaved)")
+    print("   'floor' is a hand-written stacked loop of the training steps alone (forward, NLL, backward, SGD)")
+    print(f"   {'K':>3} {'one':>6} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'vmap':>7} {'vs one':>7}   "
+          f"{'floor':>7} {'vs one':>7}   {'CPU':>6} {'vs one':>7}   {'peak RSS':>9} {'growth':>7}")
     for count in counts:
-        vec = _best([_child("executor", "vectorized", str(count)) for _ in range(args.repeats)])
-        vmap = _best([_child("executor", "vectorized-vmap", str(count)) for _ in range(args.repeats)])
-        print(f"   {count:>3} {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x {'<=3x':>6}   "
+        runs = {"one": [], "vectorized": [], "vmap": [], "floor": []}
+        for _ in range(args.repeats):
+            runs["one"].append(_child("executor", "sequential", "1"))
+            runs["vectorized"].append(_child("executor", "vectorized", str(count)))
+            runs["vmap"].append(_child("executor", "vectorized-vmap", str(count)))
+            runs["floor"].append(_child("floor", "-", str(count)))
+        one, vec, vmap, floor = (_best(runs[name]) for name in runs)
+        print(f"   {count:>3} {one['wall']:>5.2f}s {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x {'<=3x':>6}   "
               f"{vmap['wall']:>6.2f}s {vmap['wall'] / one['wall']:>6.2f}x   "
+              f"{floor['wall']:>6.2f}s {floor['wall'] / one['wall']:>6.2f}x   "
               f"{vec['cpu']:>5.2f}s {vec['cpu'] / one['cpu']:>6.2f}x   {vec['rss_peak_mb']:>7.0f}MB "
               f"{vec['rss_peak_mb'] - vec['rss_before_mb']:>5.0f}MB", flush=True)
 

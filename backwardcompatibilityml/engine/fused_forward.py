@@ -85,7 +85,7 @@ class FusedForward:
 def fused_forward(module: nn.Module) -> Optional[FusedForward]:
     """The vmap-free stacked forward of ``module``, or None when its graph holds an unknown step.
 
-    The module is traced with :func:`torch.fx.symbolic_trace`, in training
+    The module is traced with :class:`torch.fx.Tracer`, in training
     and in eval mode: a module with data-dependent control flow is not
     traceable, and one whose graph depends on its mode (``if self.training``)
     would freeze one branch; both get None, as do modules with hooks. Modules
@@ -251,7 +251,7 @@ def _graph_in_both_modes(module: nn.Module) -> Optional[fx.Graph]:
     try:
         for training in (True, False):
             module.train(training)
-            graphs.append(fx.symbolic_trace(module).graph)
+            graphs.append(fx.Tracer().trace(module))  # the graph only: no GraphModule, no code compiled
     except Exception:
         return None
     finally:

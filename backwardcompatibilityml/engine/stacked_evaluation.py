@@ -81,7 +81,9 @@ def evaluate_stacked(
             except Exception as error:
                 failures[k] = error
                 continue
-            outputs[k][name] = H2Outputs(predictions=predictions[k].copy(), confidences=confidences[k].copy(),
+            # Row views of the (K, N) arrays, not copies: the block lives as long as the chunk's
+            # results, and a copy per member would double the evaluation's peak memory.
+            outputs[k][name] = H2Outputs(predictions=predictions[k], confidences=confidences[k],
                                          performance=performance)
     return {k: v for k, v in outputs.items() if k not in failures}, failures
 
