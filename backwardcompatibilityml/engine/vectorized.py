@@ -2,15 +2,18 @@
 
 K jobs (any mix of lambda_c and loss family) become the K members of a
 :class:`~.stacking.StackedModel`: ``torch.func.stack_module_state``-style
-stacked parameters, a ``vmap`` of ``functional_call`` for the forward,
-ordinary autograd, and *one* optimizer of the sweep's class over the stacked
-parameters. All members see the same batches, in the order every job sees
+stacked parameters, a stacked forward, ordinary autograd, and *one*
+optimizer of the sweep's class over the stacked parameters. The forward is
+the vmap-free :class:`~.fused_forward.FusedForward` for models made of
+linear layers and element-wise steps (once it has matched vmap on the first
+batch), else a ``vmap`` of ``functional_call``; the executor's note names
+the one in use. All members see the same batches, in the order every job sees
 (the job's seed is set before the batches are drawn). The summed member
 losses are back-propagated, so each member gets the gradient of its own loss,
 and an element-wise optimizer (SGD with momentum or Nesterov, Adam, AdamW,
 RMSprop, Adagrad, ... with weight decay) makes exactly the update K separate
 trainings would: the trained weights equal the sequential executor's up to
-floating-point rounding. Evaluation takes one vmapped pass per batch for all
+floating-point rounding. Evaluation takes one stacked pass per batch for all
 members.
 
 Jobs run in chunks that fit ``memory_budget_bytes`` (parameters, gradients,
