@@ -202,7 +202,8 @@ def main() -> None:
             runs["vmap"].append(_child("executor", "vectorized-vmap", str(count)))
             runs["floor"].append(_child("floor", "-", str(count)))
         one, vec, vmap, floor = (_best(runs[name]) for name in runs)
-        print(f"   {count:>3} {one['wall']:>5.2f}s {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x {'<=3x':>6}   "
+        print(f"   {count:>3} {one['wall']:>5.2f}s {vec['wall']:>10.2f}s {vec['wall'] / one['wall']:>6.2f}x "
+              f"{'<=3x':>6}   "
               f"{vmap['wall']:>6.2f}s {vmap['wall'] / one['wall']:>6.2f}x   "
               f"{floor['wall']:>6.2f}s {floor['wall'] / one['wall']:>6.2f}x   "
               f"{vec['cpu']:>5.2f}s {vec['cpu'] / one['cpu']:>6.2f}x   {vec['rss_peak_mb']:>7.0f}MB "

@@ -216,3 +216,16 @@ def test_graphs_that_depend_on_the_mode_and_hooked_modules_are_left_to_vmap():
     assert fused_forward(hooked) is not None
     hooked[1].register_forward_hook(lambda module, inputs, output: output * 2)
     assert fused_forward(hooked) is None
+
+
+def test_in_place_dropout_on_the_shared_batch_trains_each_member_on_its_own_mask():
+    model = nn.Sequential(nn.Dropout(0.5, inplace=True), nn.Linear(8, 4))
+    inputs = torch.ones(16, 8)
+    check = StackedModel(model, 2, CPU)
+    assert fused_matches_vmap(check, fused_forward(check.module), inputs)
+    stacked = StackedModel(model, 2, CPU, fused=True)
+    stacked.train(True)
+    out = stacked.fused(stacked.params, inputs)
+    out.sum().backward()
+    assert torch.equal(inputs, torch.ones(16, 8)), "the shared batch itself is not written to"
+    assert not torch.equal(out[0], out[1])

@@ -19,6 +19,12 @@ of its own output, exactly as under vmap.
 does not know; :func:`fused_matches_vmap` checks it against vmap on a real
 batch with members of different weights, and the vectorized executor uses it
 only when that check passes (vmap stays the general path).
+
+The model's Python ``forward`` runs only while it is traced: side effects in
+it (a call counter, a print) do not happen per batch on this path, as they
+do under vmap. Modules with hooks are refused for that reason; other side
+effects cannot be seen. ``VectorizedExecutor(fused_forward=False)`` keeps
+every call through vmap.
 """
 
 from __future__ import annotations
@@ -132,8 +138,9 @@ def fused_matches_vmap(stacked: Any, fused: FusedForward, inputs: torch.Tensor) 
     """Whether ``fused`` gives vmap's outputs for two members of different weights, and can back-propagate.
 
     ``stacked`` is a two-member :class:`~.stacking.StackedModel` (changed:
-    its second member's weights are perturbed). Runs in eval mode, so dropout
-    draws do not enter the comparison.
+    its second member's weights are perturbed). The comparison runs in eval
+    mode, so dropout draws do not enter it; a training-mode forward and
+    backward must then run too.
     """
     with torch.no_grad():
         for tensor in stacked.params.values():
@@ -153,8 +160,14 @@ def fused_matches_vmap(stacked: Any, fused: FusedForward, inputs: torch.Tensor) 
             if not torch.allclose(want, have.detach(), rtol=1e-4, atol=1e-5):
                 return False
         sum(t.float().sum() for t in flat_got if t.requires_grad).backward()
+        # Training mode too (dropout active): it must run and back-propagate, its draws are not compared.
+        stacked.train(True)
+        trained = _flatten(fused(stacked.params, inputs))
+        sum(t.float().sum() for t in trained if t.requires_grad).backward()
     except Exception:
         return False
+    finally:
+        stacked.train(False)
     return True
 
 
@@ -179,7 +192,9 @@ def _module_step(sub: nn.Module, node: fx.Node, names: set) -> Optional[_Step]:
     if type(sub) in _ELEMENTWISE_MODULES:
         return lambda env, params, size: (sub(env[source][0]), env[source][1])
     if type(sub) in _RANDOM_MODULES:
-        return lambda env, params, size: (sub(_stacked(env[source], size)), True)
+        # A shared value is copied out per member (not an expanded view), so that every member
+        # draws its own mask and an in-place dropout has memory of its own to write.
+        return lambda env, params, size: (sub(_stacked(env[source], size).contiguous()), True)
     if type(sub) in (nn.Softmax, nn.LogSoftmax):
         if sub.dim is None:
             return None

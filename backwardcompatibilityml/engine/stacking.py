@@ -1,4 +1,4 @@
-"""K copies of h2 as one stacked model: stacked parameters, a stacked forward (vmap, or the fused forward), per-member states.
+"""K copies of h2 as one stacked model: stacked parameters, a stacked forward, per-member states.
 
 :class:`StackedModel` holds every parameter and buffer of h2 with a leading
 dimension ``K`` (one slice per member, all starting from the template's
@@ -14,8 +14,9 @@ statistics. Random layers (dropout) draw independently for every member
 
 With ``fused=True`` a model made of linear layers and element-wise steps runs
 through :class:`~.fused_forward.FusedForward` instead (one matrix product for
-all members where they share the input), and no vmap at all. The vectorized executor asks for it only after
-:func:`~.fused_forward.fused_matches_vmap` has accepted the model.
+all members where they share the input), and no vmap at all. The vectorized
+executor asks for it only after :func:`~.fused_forward.fused_matches_vmap`
+has accepted the model.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ from .stacked_evaluation import evaluate_stacked
 from .stacked_training import by_family, job_failed, train_stacked
 from .stacking import StackedModel
 from .vmap_support import (
-    chunk_sizes, default_memory_budget, family_losses, fused_applies, loss_reason, member_bytes, model_reason, optimizer_reason,
-    trace_reason,
+    chunk_sizes, default_memory_budget, family_losses, fused_applies, loss_reason, member_bytes, model_reason,
+    optimizer_reason, trace_reason,
 )
 
 __all__ = ["VectorizedExecutor"]
