@@ -30,6 +30,7 @@ from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.widgets import CompatibilityAnalysis
 from backwardcompatibilityml.widgets.compatibility_analysis.server import (
     IDLE_TIMEOUT,
+    WidgetServer,
     connection_limit,
 )
 
@@ -257,3 +258,28 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(idle_w
     assert IDLE_TIMEOUT - 1 <= waited <= IDLE_TIMEOUT + 3, waited
     status, _ = token_request(idle_widget.port, idle_widget.token, timeout=5)
     assert status == 200
+
+
+def test_an_idle_server_waits_in_poll_instead_of_spinning(monkeypatch):
+    """The server thread's poll() must block (waitress reads its timeout as whole seconds)."""
+    from waitress import wasyncore
+
+    timeouts = []
+    real_poll = wasyncore.poll2
+
+    def counted_poll(timeout=0.0, map=None):
+        timeouts.append(timeout)
+        return real_poll(timeout, map)
+
+    monkeypatch.setattr(wasyncore, "poll2", counted_poll)
+    server = WidgetServer(lambda environ, start_response: [])
+    try:
+        deadline = time.monotonic() + 20
+        while not timeouts:
+            assert time.monotonic() < deadline, "the server loop never polled"
+            select.select([], [], [], 0.01)
+        seen = len(timeouts)
+    finally:
+        server.close()
+    assert min(timeouts) >= 1, f"poll() was given a timeout of {min(timeouts)} s: the loop spins"
+    assert seen <= 3, f"{seen} polls before the first was seen: the loop spins"

@@ -71,7 +71,9 @@ WORKER_THREADS = 8
 _MAX_CONNECTIONS = 200
 _MIN_CONNECTIONS = 16
 _CLEANUP_INTERVAL = 1.0
-_LOOP_TIMEOUT = 0.5
+#: Seconds the server's poll() waits for activity. An int: waitress casts it with int(),
+#: and 0.5 became 0, a loop that never slept (a whole core while the widget was idle).
+_LOOP_TIMEOUT = 1
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 64 * 1024
 _BACKLOG = 1024
