@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-__all__ = ["FusedForward", "fused_forward", "fused_matches_vmap"]
+__all__ = ["FusedForward", "fused_forward", "fused_matches_vmap", "map_structure"]
 
 # Modules with no parameters whose output element depends only on the same input element.
 _ELEMENTWISE_MODULES: Tuple[type, ...] = (
@@ -85,7 +85,7 @@ class FusedForward:
         env: Dict[str, _Value] = {"__input__": (inputs, False)}
         for name, step in self.steps:
             env[name] = step(env, params, size)
-        return _map_output(self.output, lambda name: _stacked(env[name], size))
+        return map_structure(self.output, lambda name: _stacked(env[name], size))
 
 
 def fused_forward(module: nn.Module) -> Optional[FusedForward]:
@@ -114,7 +114,7 @@ def fused_forward(module: nn.Module) -> Optional[FusedForward]:
             steps.append((node.name, lambda env, params, size: env["__input__"]))
         elif node.op == "output":
             try:
-                output = _map_output(node.args[0], _node_name)
+                output = map_structure(node.args[0], _node_name)
             except TypeError:  # a constant or None among the outputs
                 return None
         elif node.op == "call_module":
@@ -325,9 +325,10 @@ def _node_name(node: Any) -> Any:
     return node.name
 
 
-def _map_output(structure: Any, function: Callable[[Any], Any]) -> Any:
+def map_structure(structure: Any, function: Callable[[Any], Any]) -> Any:
+    """``function`` applied to every leaf of nested tuples and lists (a model output), structure kept."""
     if isinstance(structure, (tuple, list)):
-        return type(structure)(_map_output(item, function) for item in structure)
+        return type(structure)(map_structure(item, function) for item in structure)
     return function(structure)
 
 

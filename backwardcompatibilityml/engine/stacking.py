@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch.func import functional_call, vmap
 
-from .fused_forward import FusedForward, fused_forward
+from .fused_forward import FusedForward, fused_forward, map_structure
 
 __all__ = ["StackedModel", "RANDOMNESS"]
 
@@ -124,14 +124,8 @@ def _rows_by_member(head: Callable[[Any], Any], outputs: Any) -> Any:
     """``head`` applied to the members' outputs ``(K, N, ...)`` as one batch of ``K * N`` rows, split back."""
     first = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
     size, rows = first.shape[0], first.shape[1]
-    flat = _map_tensors(lambda t: t.reshape(size * rows, *t.shape[2:]), outputs)
-    return _map_tensors(lambda t: t.reshape(size, rows, *t.shape[1:]), head(flat))
-
-
-def _map_tensors(function: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(function, item) for item in value)
-    return function(value)
+    flat = map_structure(outputs, lambda t: t.reshape(size * rows, *t.shape[2:]))
+    return map_structure(head(flat), lambda t: t.reshape(size, rows, *t.shape[1:]))
 
 
 def _stack(tensor: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
