@@ -201,6 +201,12 @@ class RowAlignedOutputs(ReferenceOutputs):
         self._size = int(self._buffers[0].shape[0]) if self._buffers else 0
         self._index: Optional[_RowIndex] = None
 
+    def stored(self) -> Any:
+        """h1's stored outputs of every row of the reference, in row order (None when none were kept)."""
+        if self._buffers is None:
+            return None
+        return tuple(self._buffers) if self._triple else self._buffers[0]
+
     def for_batch(self, ids: torch.Tensor, inputs: Any) -> Any:
         """h1's outputs for the instances ``ids`` (from the stored rows; h1 runs only for unknown ids)."""
         if self._index is None or self._buffers is None:

@@ -289,12 +289,12 @@ def _linear(value: torch.Tensor, stacked: bool, weight: torch.Tensor, bias: Opti
         flat_bias = None if bias is None else bias.reshape(size * out_features)
         result = F.linear(value, weight.reshape(size * out_features, in_features), flat_bias)
         return result.unflatten(-1, (size, out_features)).movedim(-2, 0)
-    rows = value.reshape(size, -1, in_features)
+    rows = value if value.dim() == 3 else value.reshape(size, -1, in_features)
     if bias is None:
         result = torch.bmm(rows, weight.transpose(1, 2))
     else:
         result = torch.baddbmm(bias.unsqueeze(1), rows, weight.transpose(1, 2))
-    return result.reshape(*value.shape[:-1], out_features)
+    return result if value.dim() == 3 else result.reshape(*value.shape[:-1], out_features)
 
 
 def _stacked(value: _Value, size: int) -> torch.Tensor:

@@ -53,7 +53,8 @@ from .events import EventSink, ExecutorNote, JobFinished, JobStarted
 from .executors import SequentialExecutor, job_random_state
 from .jobs import JobResult, TrainingJob
 from .stacked_evaluation import evaluate_stacked
-from .stacked_training import by_family, job_failed, train_stacked
+from .stacked_loss import by_family
+from .stacked_training import job_failed, train_stacked
 from .stacking import StackedModel
 from .vmap_support import (
     chunk_sizes, default_memory_budget, family_losses, fused_applies, loss_reason, member_bytes, model_reason,

@@ -40,7 +40,7 @@ from ..validation import check_lambda_c, check_scalar
 
 __all__ = [
     "NEW_ERROR", "STRICT_IMITATION", "FAMILIES", "BASES", "BINARY_BASES", "REDUCTIONS",
-    "is_binary_base", "check_num_classes", "nll_terms", "bce_terms", "one_hot_kl_terms",
+    "is_binary_base", "check_num_classes", "check_kl_classes", "nll_terms", "bce_terms", "one_hot_kl_terms",
     "soft_cross_entropy_terms", "kl_terms", "base_terms", "dissonance_terms", "support_mask",
     "member_weights", "combine_terms", "compatibility_loss", "stacked_compatibility_loss",
 ]
@@ -71,6 +71,23 @@ def check_num_classes(num_classes: object) -> int:
     return int(check_scalar(num_classes, "num_classes", numbers.Integral, min_val=2))
 
 
+def check_kl_classes(returned: int, target: torch.Tensor, num_classes: Optional[int]) -> None:
+    """Check the KL base's ``num_classes`` against the labels and the ``returned`` number of classes.
+
+    Raises
+    ------
+    ValueError
+        If ``num_classes`` is missing, ``target`` holds a class ``>= num_classes``
+        or the model returned another number of classes.
+    """
+    if num_classes is None:
+        raise ValueError("num_classes is required by the kl-divergence base")
+    if target.numel() and int(target.max()) >= num_classes:
+        raise ValueError(f"y holds class {int(target.max())} but num_classes={num_classes}")
+    if returned != num_classes:
+        raise ValueError(f"the model returned {returned} classes but num_classes={num_classes}")
+
+
 # -- per-instance terms ------------------------------------------------------------------
 def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-instance negative log likelihood of the true class.
@@ -96,10 +113,7 @@ def one_hot_kl_terms(log_probs: torch.Tensor, target: torch.Tensor, num_classes:
         If ``target`` holds a class ``>= num_classes`` or the model returned
         another number of classes.
     """
-    if target.numel() and int(target.max()) >= num_classes:
-        raise ValueError(f"y holds class {int(target.max())} but num_classes={num_classes}")
-    if log_probs.shape[-1] != num_classes:
-        raise ValueError(f"the model returned {log_probs.shape[-1]} classes but num_classes={num_classes}")
+    check_kl_classes(log_probs.shape[-1], target, num_classes)
     one_hot = F.one_hot(target, num_classes).to(log_probs.dtype)
     return F.kl_div(log_probs, one_hot.expand_as(log_probs), reduction="none").sum(dim=-1)
 

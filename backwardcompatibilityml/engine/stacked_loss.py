@@ -1,0 +1,187 @@
+"""The K member losses of a batch, for a stacked model's training loop."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, List, Mapping, Optional, Sequence
+
+import torch
+
+from ..evaluation import DatasetReference, RowAlignedOutputs
+from ..loss.functional import member_weights, stacked_compatibility_loss
+from ..loss.linear_form import (
+    LINEAR_BASES, LINEAR_REDUCTIONS, InstanceCoefficients, family_lambdas, instance_coefficients,
+    linear_form_loss, member_coefficients,
+)
+from .jobs import TrainingJob
+
+__all__ = ["StackedLoss", "by_family", "TABLE_LIMIT_BYTES"]
+
+#: Largest table of per-instance coefficients (``3 * n * C`` values) kept for a training set.
+TABLE_LIMIT_BYTES = 256 * 2 ** 20
+
+
+def by_family(jobs: Sequence[TrainingJob]) -> List[TrainingJob]:
+    """``jobs`` reordered so that the jobs of one family are next to each other (stable, by family index)."""
+    return sorted(jobs, key=lambda job: job.family_index)
+
+
+class StackedLoss:
+    """The K member losses ``(K,)`` of a batch from the stacked outputs ``(K, N, ...)``.
+
+    **Linear form.** When every member's loss has the same multi-class base
+    (``"nll"``, ``"cross-entropy"`` or ``"kl-divergence"``) and reduction
+    (``"mean"`` or ``"sum"``), the losses are one linear form in h2's
+    log-probabilities (:mod:`~backwardcompatibilityml.loss.linear_form`), a
+    handful of operations for all members whatever their families and
+    lambda_c. Its per-instance coefficients are computed once, for every row
+    of the training set's reference (from h1's stored outputs and the
+    labels), when the table fits :data:`TABLE_LIMIT_BYTES`; a batch then
+    only gathers its rows and neither reads h1's outputs nor its labels.
+    Otherwise they are computed per batch. Should the linear form give a value
+    that is not finite, the step's losses are recomputed term by term, which
+    masks infinite log-probabilities off the support as the loss classes do
+    (this reads the values: on a GPU, a synchronisation per step).
+
+    **Term by term** (other losses): ``stacked_compatibility_loss``, one call
+    for families that share their base loss and its settings (the usual New
+    Error and Strict Imitation pair), else one call per family.
+
+    Parameters
+    ----------
+    jobs : sequence of TrainingJob
+        The members, in stack order, the members of a family next to each
+        other (see :func:`by_family`): a family then reads a view of the
+        stacked outputs, not a copy.
+    losses : mapping of str to CompatibilityLoss
+        One loss object per family name (built on the functional core): its
+        ``prepare_target``, ``adapt`` and ``functional_arguments`` are used.
+    device : torch.device
+        Where the stacked outputs live.
+    dtype : torch.dtype
+        Floating dtype of h2's outputs.
+    reference : DatasetReference, optional
+        The training set's reference: its row index and h1's stored outputs
+        (for the table of coefficients), and ``reference.outputs.for_batch``
+        for h1's outputs of a batch. Without it, ``__call__`` must be given
+        h1's outputs.
+    """
+
+    def __init__(self, jobs: Sequence[TrainingJob], losses: Mapping[str, Any], device: torch.device,
+                 dtype: torch.dtype = torch.float32, reference: Optional[DatasetReference] = None) -> None:
+        if list(jobs) != by_family(jobs):
+            raise ValueError("the jobs of a stacked model must be grouped by family (see by_family)")
+        self.size = len(jobs)
+        self.device = device
+        self.first = losses[jobs[0].family]
+        self.reference = reference
+        runs = [(family, sum(1 for job in jobs if job.family == family)) for family in dict.fromkeys(
+            job.family for job in jobs)]
+        settings = {}
+        for family, _count in runs:
+            arguments = dict(losses[family].functional_arguments())
+            del arguments["family"]
+            settings[family] = arguments
+        shared = all(value == settings[runs[0][0]] for value in settings.values())
+        first = settings[runs[0][0]]
+        #: ``(K, 2)`` lambda_c by family when the linear form applies, else None.
+        self.lambdas: Optional[torch.Tensor] = None
+        self.table: Optional[InstanceCoefficients] = None
+        if shared and first["base"] in LINEAR_BASES and first["reduction"] in LINEAR_REDUCTIONS:
+            self.lambdas = family_lambdas([job.lambda_c for job in jobs],
+                                          [losses[job.family].functional_arguments()["family"] for job in jobs],
+                                          dtype=dtype, device=device)
+            self.base, self.reduction, self.num_classes = first["base"], first["reduction"], first["num_classes"]
+            self.table = self._table(dtype)
+        lambdas = torch.tensor([job.lambda_c for job in jobs], dtype=torch.float64, device=device)
+        # (start, stop, weights, arguments) per call of the term-by-term loss
+        self.calls = []
+        start = 0
+        for family, count in ([(tuple(runs), self.size)] if shared else runs):
+            stop = start + count
+            weights = member_weights(lambdas[start:stop], torch.empty(count, 1, dtype=dtype, device=device))
+            name = family if isinstance(family, str) else runs[0][0]
+            self.calls.append((start, stop, weights, {**settings[name], "family": family}))
+            start = stop
+
+    def _table(self, dtype: torch.dtype) -> Optional[InstanceCoefficients]:
+        """The coefficients of every row of the training reference, or None (no stored outputs, too large)."""
+        reference = self.reference
+        if reference is None or not isinstance(reference.outputs, RowAlignedOutputs):
+            return None
+        stored = reference.outputs.stored()
+        if stored is None:
+            return None
+        h1_out = self.first.adapt(stored, "h1").detach().to(self.device)
+        if h1_out.dim() != 2 or h1_out.shape[0] != len(reference):
+            return None
+        if 3 * h1_out.numel() * torch.finfo(dtype).bits // 8 > TABLE_LIMIT_BYTES:
+            return None
+        target = torch.tensor(reference.targets, dtype=torch.long, device=self.device)
+        return instance_coefficients(h1_out, target, base=self.base, num_classes=self.num_classes, dtype=dtype)
+
+    def __call__(self, h2_out: torch.Tensor, ids: Optional[torch.Tensor], targets: torch.Tensor,
+                 inputs: Any = None, h1_output: Any = None) -> torch.Tensor:
+        """Member losses ``(K,)``.
+
+        Parameters
+        ----------
+        h2_out : Tensor
+            The members' adapted outputs, ``(K, N, ...)``.
+        ids : Tensor or None
+            The batch's instance ids (rows of the coefficient table, and h1's
+            stored outputs).
+        targets : Tensor
+            The batch's labels.
+        inputs : Any, optional
+            The batch's inputs: h1 runs on them for ids the reference lacks.
+        h1_output : Any, optional
+            h1's output on the batch, when known (else looked up by ``ids``).
+        """
+        if h2_out.shape[1] != targets.shape[0]:
+            raise ValueError(f"h2 returned {h2_out.shape[1]} rows for a batch of {targets.shape[0]} targets")
+        if self.lambdas is not None:
+            instances = self._instances(ids, targets, inputs, h1_output)
+            coefficients, offsets = member_coefficients(instances, self.lambdas, reduction=self.reduction)
+            values = linear_form_loss(h2_out, coefficients, offsets)
+            if all(map(math.isfinite, values.detach().tolist())):
+                return values
+        return self._term_by_term(h2_out, ids, targets, inputs, h1_output)
+
+    def _instances(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any,
+                   h1_output: Any) -> InstanceCoefficients:
+        if self.table is not None and ids is not None and h1_output is None:
+            assert self.reference is not None
+            try:
+                rows = self.reference.row_array(ids)
+            except ValueError:  # an instance the reference lacks: from the batch itself
+                pass
+            else:
+                return self.table.select(torch.from_numpy(rows).to(self.device))
+        target, h1_out = self._batch(ids, targets, inputs, h1_output)
+        return instance_coefficients(h1_out, target, base=self.base, num_classes=self.num_classes,
+                                     dtype=self.lambdas.dtype if self.lambdas is not None else None)
+
+    def _batch(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any, h1_output: Any):
+        """The checked target and h1's adapted output of a batch."""
+        if h1_output is None:
+            if self.reference is None or ids is None:
+                raise ValueError("h1_output is required without a training reference and instance ids")
+            h1_output = self.reference.outputs.for_batch(ids, inputs)
+        target = self.first.prepare_target(targets)
+        h1_out = self.first.adapt(h1_output, "h1").detach()
+        if h1_out.shape[0] != target.shape[0]:
+            raise ValueError(f"h1 returned {h1_out.shape[0]} rows for a batch of {target.shape[0]} targets")
+        return target, h1_out
+
+    def _term_by_term(self, h2_out: torch.Tensor, ids: Optional[torch.Tensor], targets: torch.Tensor,
+                      inputs: Any, h1_output: Any) -> torch.Tensor:
+        target, h1_out = self._batch(ids, targets, inputs, h1_output)
+        if self.first.binary:
+            target = target.to(h2_out.dtype)
+        parts = [
+            stacked_compatibility_loss(h2_out if stop - start == self.size else h2_out[start:stop], h1_out, target,
+                                       weights, **arguments)
+            for start, stop, weights, arguments in self.calls
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
