@@ -13,7 +13,7 @@ from backwardcompatibilityml.loss import (
 )
 from backwardcompatibilityml.loss.functional import compatibility_loss
 from backwardcompatibilityml.loss.linear_form import (
-    LINEAR_BASES, family_lambdas, instance_coefficients, linear_form_loss, member_coefficients,
+    LINEAR_BASES, family_lambdas, instance_coefficients, linear_form_loss, linear_weights,
 )
 from test_vectorized import context_of, digits_setup
 
@@ -45,7 +45,7 @@ def term_by_term(log_p2, log_p1, y, base, reduction):
 def linear(log_p2, log_p1, y, base, reduction):
     instances = instance_coefficients(log_p1, y, base=base, num_classes=C)
     lambdas = family_lambdas(LAMBDAS, FAMILIES, dtype=torch.float64)
-    return linear_form_loss(log_p2, *member_coefficients(instances, lambdas, reduction=reduction))
+    return linear_form_loss(log_p2, *linear_weights(instances, lambdas, reduction=reduction))
 
 
 @pytest.mark.parametrize("base", LINEAR_BASES)
@@ -102,7 +102,7 @@ def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(ValueError, match="the model returned 5 classes but num_classes=6"):
         instance_coefficients(log_p1, y, base="kl-divergence", num_classes=6)
     with pytest.raises(ValueError, match="reduction must be one of"):
-        member_coefficients(instance_coefficients(log_p1, y, base="nll"), family_lambdas([1.0], ["new-error"],
+        linear_weights(instance_coefficients(log_p1, y, base="nll"), family_lambdas([1.0], ["new-error"],
                             dtype=torch.float64), reduction="none")
 
 
@@ -169,3 +169,26 @@ def test_an_infinite_log_probability_the_loss_masks_does_not_fail_the_member(dig
     got = loss(log_p2, ids, y, x)
     assert torch.isfinite(got).all()
     assert torch.allclose(got, term_by_term_loss(jobs, losses, context)(log_p2, ids, y, x), atol=1e-6, rtol=0)
+
+
+def test_a_batchs_weights_are_computed_once_and_kept_within_the_limit(digits_data, monkeypatch):
+    import backwardcompatibilityml.engine.stacked_loss as stacked_loss_module
+
+    context, jobs, losses, train = stacked_setup(digits_data)
+    calls = []
+    original = stacked_loss_module.linear_weights
+    monkeypatch.setattr(stacked_loss_module, "linear_weights", lambda *a, **k: calls.append(1) or original(*a, **k))
+    exact = term_by_term_loss(jobs, losses, context)
+    log_p2 = torch.randn(len(jobs), 32, 10).log_softmax(-1)
+    loss = StackedLoss(jobs, losses, context.device, reference=context.references["training"])
+    for epoch in range(3):
+        for ids, x, y in train[:2]:
+            assert torch.allclose(loss(log_p2, ids, y, x), exact(log_p2, ids, y, x), atol=1e-6, rtol=0)
+    assert len(calls) == 2, "once per batch, not per epoch"
+    calls.clear()
+    monkeypatch.setattr(stacked_loss_module, "KEPT_LIMIT_BYTES", len(jobs) * 32 * 10 * 4)  # room for one batch
+    limited = StackedLoss(jobs, losses, context.device, reference=context.references["training"])
+    for epoch in range(3):
+        for ids, x, y in train[:2]:
+            assert torch.allclose(limited(log_p2, ids, y, x), exact(log_p2, ids, y, x), atol=1e-6, rtol=0)
+    assert len(calls) == 1 + 3, "the first batch is kept, the second computed every time"

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 
@@ -364,19 +365,43 @@ def test_start_twice_is_409_and_cancel(tmp_path, data):
         assert post(w, "/cancel_sweep").json()["cancelled"] is False
 
 
+class GatedAccuracy:
+    """Accuracy from predictions that stalls its ``stall_at``-th call until the test opens the gate.
+
+    The sweep computes h1's two performances first, then each job's two (training, testing):
+    with the sequential executor, the 5th call is the second job's, made after the first job's
+    results are stored. Stalling there leaves the sweep running with exactly those results.
+    """
+
+    def __init__(self, stall_at=5):
+        self.calls = 0
+        self.stall_at = stall_at
+        self.stalled = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, model, dataset, device):  # pragma: no cover - never used: from_predictions is
+        raise AssertionError("the sweep computes accuracy from predictions")
+
+    def from_predictions(self, predicted, expected):
+        self.calls += 1
+        if self.calls == self.stall_at:
+            self.stalled.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        return float(np.mean(np.asarray(predicted) == np.asarray(expected)))
+
+
 def test_reads_during_a_sweep_are_whole(tmp_path, data):
-    with make_widget(tmp_path, trained_h1(*data), new_h2(), data, epochs=3,
-                     stepsize=0.25, batch=10) as w:
+    metric = GatedAccuracy()
+    with make_widget(tmp_path, trained_h1(*data), new_h2(), data, epochs=3, stepsize=0.25, batch=10,
+                     executor="sequential", performance_metric=metric) as w:
         started = post(w, "/start_sweep")
         assert started.status == 202 and started.json()["status"]["running"] is True
-        seen_points, seen_running, deadline = 0, 0, time.time() + 60
-        last_percent = 0.0
-        while w.sweep_manager.is_running() and time.time() < deadline:
+        try:
+            assert metric.stalled.wait(60), "the sweep reached the second job's evaluation"
             status = get(w, "/sweep_status").json()
-            assert status["percent_complete"] >= last_percent
-            last_percent = status["percent_complete"]
-            seen_running += status["running"]
+            assert status["running"] is True and 0 < status["percent_complete"] < 1
             summary = get(w, "/sweep_summary").json()
+            assert len(summary["data"]) == 2, "the first job's two points, and nothing of the second"
             for point in summary["data"]:
                 assert set(POINT_FIELDS) <= set(point)
                 full = get(w, "/evaluation_data/%d?full=1" % point["datapoint_index"])
@@ -384,10 +409,10 @@ def test_reads_during_a_sweep_are_whole(tmp_path, data):
                 assert len(full.json()["models_error_overlap"]) == 3
                 compact = get(w, "/evaluation_data/%d" % point["datapoint_index"]).json()
                 assert compact["datapoint_index"] == point["datapoint_index"]
-            if status["running"]:
-                seen_points = max(seen_points, len(summary["data"]))
-        assert seen_running >= 3, "the sweep was polled while it ran"
-        assert 0 < seen_points < 20, "points were read while the sweep was still writing others"
+            missing = [index for index in range(20) if index not in {p["datapoint_index"] for p in summary["data"]}]
+            assert_json_error(get(w, "/evaluation_data/%d" % missing[0]), 404)
+        finally:
+            metric.gate.set()
         wait_done(w)
         assert len(get(w, "/sweep_summary").json()["data"]) == 20
         assert get(w, "/sweep_status").json()["percent_complete"] == 1.0

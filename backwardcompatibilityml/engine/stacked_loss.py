@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -11,14 +11,16 @@ from ..evaluation import DatasetReference, RowAlignedOutputs
 from ..loss.functional import member_weights, stacked_compatibility_loss
 from ..loss.linear_form import (
     LINEAR_BASES, LINEAR_REDUCTIONS, InstanceCoefficients, family_lambdas, instance_coefficients,
-    linear_form_loss, member_coefficients,
+    linear_form_loss, linear_weights,
 )
 from .jobs import TrainingJob
 
-__all__ = ["StackedLoss", "by_family", "TABLE_LIMIT_BYTES"]
+__all__ = ["StackedLoss", "by_family", "TABLE_LIMIT_BYTES", "KEPT_LIMIT_BYTES"]
 
 #: Largest table of per-instance coefficients (``3 * n * C`` values) kept for a training set.
 TABLE_LIMIT_BYTES = 256 * 2 ** 20
+#: Most bytes of per-batch weights (``K * N * C`` values a batch) kept for the next epochs.
+KEPT_LIMIT_BYTES = 256 * 2 ** 20
 
 
 def by_family(jobs: Sequence[TrainingJob]) -> List[TrainingJob]:
@@ -38,7 +40,10 @@ class StackedLoss:
     of the training set's reference (from h1's stored outputs and the
     labels), when the table fits :data:`TABLE_LIMIT_BYTES`; a batch then
     only gathers its rows and neither reads h1's outputs nor its labels.
-    Otherwise they are computed per batch. Should the linear form give a value
+    Otherwise they are computed per batch. The members' weights of a batch
+    are kept by the batch's instance ids (which identify instances, as for
+    h1's stored outputs), up to :data:`KEPT_LIMIT_BYTES`, so that from the
+    second epoch on a batch's loss is a multiply and a sum. Should the linear form give a value
     that is not finite, the step's losses are recomputed term by term, which
     masks infinite log-probabilities off the support as the loss classes do
     (this reads the values: on a GPU, a synchronisation per step).
@@ -87,6 +92,8 @@ class StackedLoss:
         #: ``(K, 2)`` lambda_c by family when the linear form applies, else None.
         self.lambdas: Optional[torch.Tensor] = None
         self.table: Optional[InstanceCoefficients] = None
+        self._kept: Dict[bytes, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+        self._kept_bytes = 0
         if shared and first["base"] in LINEAR_BASES and first["reduction"] in LINEAR_REDUCTIONS:
             self.lambdas = family_lambdas([job.lambda_c for job in jobs],
                                           [losses[job.family].functional_arguments()["family"] for job in jobs],
@@ -141,12 +148,27 @@ class StackedLoss:
         if h2_out.shape[1] != targets.shape[0]:
             raise ValueError(f"h2 returned {h2_out.shape[1]} rows for a batch of {targets.shape[0]} targets")
         if self.lambdas is not None:
-            instances = self._instances(ids, targets, inputs, h1_output)
-            coefficients, offsets = member_coefficients(instances, self.lambdas, reduction=self.reduction)
-            values = linear_form_loss(h2_out, coefficients, offsets)
+            values = linear_form_loss(h2_out, *self._weights(ids, targets, inputs, h1_output))
             if all(map(math.isfinite, values.detach().tolist())):
                 return values
         return self._term_by_term(h2_out, ids, targets, inputs, h1_output)
+
+    def _weights(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any,
+                 h1_output: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The linear form's weights and offsets of a batch, kept by its ids for the next epochs."""
+        key = None
+        if ids is not None and h1_output is None:
+            key = ids.detach().cpu().numpy().tobytes()
+            known = self._kept.get(key)
+            if known is not None:
+                return known
+        found = linear_weights(self._instances(ids, targets, inputs, h1_output), self.lambdas,
+                               reduction=self.reduction)
+        size = found[0].numel() * found[0].element_size()
+        if key is not None and self._kept_bytes + size <= KEPT_LIMIT_BYTES:
+            self._kept[key] = found
+            self._kept_bytes += size
+        return found
 
     def _instances(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any,
                    h1_output: Any) -> InstanceCoefficients:

@@ -6,7 +6,7 @@ loss of both families is linear in h2's log-probabilities ``L`` (shape
 
 .. math::
 
-    \\mathrm{loss}_k = o_k - \\sum_{i, c} M_{kic} L_{kic}
+    \\mathrm{loss}_k = o_k + \\sum_{i, c} W_{kic} L_{kic}, \\qquad W = -M
 
 with coefficients that depend only on the batch (the labels, h1's outputs)
 and on the member (its ``lambda_c`` and family), never on h2. Writing
@@ -21,17 +21,20 @@ and on the member (its ``lambda_c`` and family), never on h2. Writing
   ``+ a lambda_c s_i p1[i]``; with the KL base it also adds the constant
   ``a lambda_c sum_i s_i sum_c p1 log p1`` (h1's negative entropy) to ``o_k``.
 
+``W`` is also the gradient of the losses with respect to ``L``.
+
 The per-instance parts (:func:`instance_coefficients`: ``A``, ``s A`` and
 ``s p1``, and the negative entropy) do not depend on the members either, so
 a training loop can compute them once per instance and only gather them per
-batch; :func:`member_coefficients` then makes ``M`` for all members in one
+batch; :func:`linear_weights` then makes ``W`` for all members in one
 matrix product with the ``(K, 2)`` lambda_c by family (:func:`family_lambdas`).
-A step of K members so needs a handful of operations for the loss, where
-the term-by-term functions of :mod:`.functional` need about thirty.
+A step of K members so needs a handful of operations for the loss (a
+multiply and a sum when ``W`` is kept per batch), where the term-by-term
+functions of :mod:`.functional` need about thirty.
 
 The values equal :func:`.functional.stacked_compatibility_loss` up to
 floating-point rounding, with one difference: an infinite log-probability of
-h2 where ``M`` is 0 (a class neither the label nor h1 puts mass on, or an
+h2 where ``W`` is 0 (a class neither the label nor h1 puts mass on, or an
 instance off the support) makes the linear form NaN where the term-by-term
 loss masks it. A caller that must keep those semantics computes the
 term-by-term loss when the linear form is not finite
@@ -49,7 +52,7 @@ from .functional import FAMILIES, STRICT_IMITATION, check_kl_classes
 
 __all__ = [
     "LINEAR_BASES", "LINEAR_REDUCTIONS", "InstanceCoefficients", "family_lambdas", "instance_coefficients",
-    "member_coefficients", "linear_form_loss",
+    "linear_weights", "linear_form_loss",
 ]
 
 LINEAR_BASES: Tuple[str, ...] = ("nll", "cross-entropy", "kl-divergence")
@@ -79,7 +82,7 @@ class InstanceCoefficients(NamedTuple):
 
 def family_lambdas(lambda_c: Sequence[float], families: Sequence[str], *, dtype: torch.dtype = torch.float32,
                    device: Optional[torch.device] = None) -> torch.Tensor:
-    """The ``(K, 2)`` matrix of the members' lambda_c by family, as :func:`member_coefficients` takes it.
+    """The ``(K, 2)`` matrix of the members' lambda_c by family, as :func:`linear_weights` takes it.
 
     Row ``k`` holds ``lambda_c[k]`` in the column of member ``k``'s family
     (``FAMILIES`` order: New Error, Strict Imitation) and 0 in the other.
@@ -151,10 +154,10 @@ def instance_coefficients(
     return InstanceCoefficients(rows, entropy)
 
 
-def member_coefficients(
+def linear_weights(
     instances: InstanceCoefficients, lambdas: torch.Tensor, *, reduction: str = "mean",
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """The coefficients ``M`` ``(K, N, C)`` and the offsets ``o`` ``(K,)`` (None when 0) of K members.
+    """The weights ``W = -M`` ``(K, N, C)`` and the offsets ``o`` ``(K,)`` (None when 0) of K members.
 
     Parameters
     ----------
@@ -170,20 +173,21 @@ def member_coefficients(
     rows = instances.rows
     size, classes = rows.shape[1], rows.shape[2]
     scale = 1.0 / size if reduction == "mean" and size else 1.0
-    # M = a A + a (lambda by family) @ (s A, s p1): one product for all members.
-    flat = torch.addmm(rows[0].reshape(1, -1), lambdas, rows[1:].reshape(2, -1), beta=scale, alpha=scale)
+    # W = -(a A + a (lambda by family) @ (s A, s p1)): one product for all members.
+    flat = torch.addmm(rows[0].reshape(1, -1), lambdas, rows[1:].reshape(2, -1), beta=-scale, alpha=-scale)
     offsets = None
     if instances.negative_entropy is not None:
         offsets = lambdas[:, FAMILIES.index(STRICT_IMITATION)] * (instances.negative_entropy.sum() * scale)
     return flat.reshape(lambdas.shape[0], size, classes), offsets
 
 
-def linear_form_loss(h2_log_probs: torch.Tensor, coefficients: torch.Tensor,
+def linear_form_loss(h2_log_probs: torch.Tensor, weights: torch.Tensor,
                      offsets: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The member losses ``(K,)``: ``offsets - sum_{i,c} coefficients * h2_log_probs``.
+    """The member losses ``(K,)``: ``offsets + sum_{i,c} weights * h2_log_probs``.
 
-    ``h2_log_probs`` and ``coefficients`` have shape ``(K, N, C)``; the
-    gradient with respect to ``h2_log_probs`` is ``-coefficients``.
+    ``h2_log_probs`` and ``weights`` (from :func:`linear_weights`) have
+    shape ``(K, N, C)``; the gradient with respect to ``h2_log_probs`` is
+    ``weights``.
     """
-    values = (h2_log_probs * coefficients).sum(dim=(-2, -1)).neg()
+    values = (h2_log_probs * weights).sum(dim=(-2, -1))
     return values if offsets is None else values + offsets
