@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -25,18 +26,24 @@ from sweep_setup import build_manager
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-def poll_until_done(manager, timeout=60):
-    seen, counts, pairs = [], [], []
-    deadline = time.monotonic() + timeout
-    while manager.is_running():
-        status = manager.get_sweep_status()
-        seen.append(status["percent_complete"])
-        pairs.append((status["completed_points"], status["percent_complete"]))
-        counts.append(len(manager.get_sweep_summary()["data"]))
-        assert time.monotonic() < deadline, "sweep did not finish in time"
-        time.sleep(0.005)
-    poll_until_done.pairs = pairs
-    return seen, counts
+class GatedMLP(MLP):
+    """An MLP whose forward stalls at chosen call numbers, counted over every copy, until the test releases it.
+
+    The sweep trains deep copies of h2 in its own thread; the count and the gates are class
+    attributes, so every copy shares them.
+    """
+
+    calls = 0
+    gates: dict = {}
+
+    def forward(self, x):
+        GatedMLP.calls += 1
+        gate = GatedMLP.gates.get(GatedMLP.calls)
+        if gate is not None:
+            reached, release = gate
+            reached.set()
+            assert release.wait(60), "the test never released the sweep"
+        return super().forward(x)
 
 
 def test_lambda_grid():
@@ -50,21 +57,35 @@ def test_lambda_grid():
 
 
 def test_threaded_sweep_streams_and_completes(tmp_path):
-    manager = build_manager(tmp_path / "sweep", epochs=3)
+    # Each job calls h2 30 times in training (3 epochs of 10 batches) and 12 times in evaluation:
+    # calls 52 and 57 are steps of the second job's training, after the first job's points are stored.
+    stalls = (52, 57)
+    GatedMLP.calls, GatedMLP.gates = 0, {n: (threading.Event(), threading.Event()) for n in stalls}
+    torch.manual_seed(1)
+    manager = build_manager(tmp_path / "sweep", epochs=3, h2=GatedMLP(64, 24, 10))
     h1_before = {k: v.clone() for k, v in manager.h1.state_dict().items()}
     h2_before = {k: v.clone() for k, v in manager.h2.state_dict().items()}
+    GatedMLP.calls = 0
     assert manager.get_sweep_status()["state"] == "idle"
     manager.start_sweep()
-    with pytest.raises(SweepAlreadyRunningError):
-        manager.start_sweep()
-    seen, counts = poll_until_done(manager)
-    assert len(set(seen)) >= 10
-    between_points = {}
-    for points, percent in poll_until_done.pairs:
-        between_points.setdefault(points, set()).add(percent)
-    assert sum(len(v) > 1 for v in between_points.values()) >= 3, "percent moves while no point completes"
-    assert seen == sorted(seen), "percent is monotonic"
-    assert any(0 < c < 20 for c in counts), "points appear before the end"
+    seen = []
+    try:
+        with pytest.raises(SweepAlreadyRunningError):
+            manager.start_sweep()
+        for n in stalls:
+            reached, release = GatedMLP.gates[n]
+            assert reached.wait(60), f"the sweep reached h2's call {n}"
+            seen.append((manager.get_sweep_status(), len(manager.get_sweep_summary()["data"])))
+            release.set()
+    finally:
+        for _reached, release in GatedMLP.gates.values():
+            release.set()
+    assert manager.wait(60)
+    (first, first_points), (second, second_points) = seen
+    assert first["running"] and second["running"]
+    assert first_points == second_points == 2, "the first job's points appear before the end"
+    assert first["completed_points"] == second["completed_points"] == 2
+    assert 0 < first["percent_complete"] < second["percent_complete"] < 1, "percent moves while no point completes"
     status = manager.get_sweep_status()
     assert status["state"] == "completed" and status["percent_complete"] == 1.0 and status["error"] is None
     assert status["completed_points"] == status["total_points"] == 20
