@@ -92,8 +92,10 @@ def test_bad_arguments_name_what_is_wrong():
         family_lambdas([0.1, 0.2], ["new-error"])
     with pytest.raises(ValueError, match="family must be one of"):
         family_lambdas([0.1], ["old-error"])
-    with pytest.raises(ValueError, match="lambda_c must hold finite values >= 0"):
-        family_lambdas([-0.1], ["new-error"])
+    with pytest.raises(ValueError, match=r"lambda_c\[1\]"):
+        family_lambdas([0.0, -0.1], ["new-error", "new-error"])
+    with pytest.raises(TypeError, match=r"lambda_c\[0\]"):
+        family_lambdas(["0.5"], ["new-error"])
     log_p1, _, y = batch(seed=6)
     with pytest.raises(ValueError, match="base must be one of"):
         instance_coefficients(log_p1, y, base="binary-cross-entropy")

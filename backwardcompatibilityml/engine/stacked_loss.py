@@ -181,8 +181,9 @@ class StackedLoss:
             else:
                 return self.table.select(torch.from_numpy(rows).to(self.device))
         target, h1_out = self._batch(ids, targets, inputs, h1_output)
+        assert self.lambdas is not None
         return instance_coefficients(h1_out, target, base=self.base, num_classes=self.num_classes,
-                                     dtype=self.lambdas.dtype if self.lambdas is not None else None)
+                                     dtype=self.lambdas.dtype)
 
     def _batch(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any, h1_output: Any):
         """The checked target and h1's adapted output of a batch."""

@@ -48,6 +48,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..validation import check_lambda_c
 from .functional import FAMILIES, STRICT_IMITATION, check_kl_classes
 
 __all__ = [
@@ -91,7 +92,7 @@ def family_lambdas(lambda_c: Sequence[float], families: Sequence[str], *, dtype:
     ------
     ValueError
         If the sequences differ in length, a family is unknown or a lambda_c
-        is negative or not finite.
+        is negative or not finite (``TypeError`` if it is not a real number).
     """
     if len(lambda_c) != len(families):
         raise ValueError(f"lambda_c has {len(lambda_c)} values but families has {len(families)}")
@@ -99,9 +100,7 @@ def family_lambdas(lambda_c: Sequence[float], families: Sequence[str], *, dtype:
     for k, (value, family) in enumerate(zip(lambda_c, families)):
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-        if not (float(value) >= 0 and float(value) < float("inf")):
-            raise ValueError(f"lambda_c must hold finite values >= 0, got {value!r}")
-        weights[k, FAMILIES.index(family)] = float(value)
+        weights[k, FAMILIES.index(family)] = check_lambda_c(value, f"lambda_c[{k}]")
     return weights.to(dtype=dtype, device=device)
 
 
