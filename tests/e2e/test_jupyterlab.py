@@ -8,9 +8,12 @@ server's (the kernel's Flask port), so CORS and the token are exercised for
 real. Port and token for the test's own API reads come from the widget's
 inline configuration in the output HTML.
 
-The notebook's 20 epochs give a sweep of a few seconds; the copy trains
-longer (``EPOCHS``) so that the second sweep is still running when the test
-clicks Cancel. The tests of this file run in order on one page.
+The notebook's 20 epochs give a sweep of about a second here; the copy
+trains longer (``EPOCHS``, about 5 s of training) so that the UI's polls see
+the progress bar between 0 and 100 % more than once and the second sweep is
+still running when the test clicks Cancel. This is a margin of time, not a
+stall: a gate in the notebook's copy (released by the test) would make it
+deterministic. The tests of this file run in order on one page.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .widget_driver import WidgetDriver
 pytestmark = pytest.mark.e2e
 
 NOTEBOOK = "digits_compatibility_analysis.ipynb"
-EPOCHS = 40
+EPOCHS = 160
 EPOCHS_TEXT = 'tempfile.mkdtemp(prefix="digits-sweep-"), 20,'
 
 # Known, harmless messages of JupyterLab itself (see shared/notes/testing-in-jupyterlab.md).

@@ -19,8 +19,9 @@ from .widget_driver import WidgetDriver
 pytestmark = pytest.mark.e2e
 
 # Long enough that the second sweep is still running when Cancel is clicked
-# (about 20 s per sweep on 2 cores next to the browser), short enough for the suite.
-DEMO_EPOCHS = 40
+# and that the progress bar is seen between 0 and 100 % more than once (a margin of time,
+# not a stall), short enough for the suite.
+DEMO_EPOCHS = 160
 
 
 @pytest.fixture(scope="module")
