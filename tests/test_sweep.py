@@ -81,6 +81,7 @@ def test_threaded_sweep_streams_and_completes(tmp_path):
         for _reached, release in GatedMLP.gates.values():
             release.set()
     assert manager.wait(60)
+    GatedMLP.gates = {}
     (first, first_points), (second, second_points) = seen
     assert first["running"] and second["running"]
     assert first_points == second_points == 2, "the first job's points appear before the end"

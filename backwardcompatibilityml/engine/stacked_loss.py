@@ -145,13 +145,24 @@ class StackedLoss:
         h1_output : Any, optional
             h1's output on the batch, when known (else looked up by ``ids``).
         """
+        return self.with_numbers(h2_out, ids, targets, inputs, h1_output)[0]
+
+    def with_numbers(self, h2_out: torch.Tensor, ids: Optional[torch.Tensor], targets: torch.Tensor,
+                     inputs: Any = None, h1_output: Any = None) -> Tuple[torch.Tensor, List[float]]:
+        """The member losses, as in :meth:`__call__`, and their values read once to the host (a list of K floats).
+
+        The training loop reports and checks these numbers; reading them here
+        (where the linear form needs them anyway) makes one read per step.
+        """
         if h2_out.shape[1] != targets.shape[0]:
             raise ValueError(f"h2 returned {h2_out.shape[1]} rows for a batch of {targets.shape[0]} targets")
         if self.lambdas is not None:
             values = linear_form_loss(h2_out, *self._weights(ids, targets, inputs, h1_output))
-            if all(map(math.isfinite, values.detach().tolist())):
-                return values
-        return self._term_by_term(h2_out, ids, targets, inputs, h1_output)
+            numbers = values.detach().cpu().tolist()
+            if all(map(math.isfinite, numbers)):
+                return values, numbers
+        values = self._term_by_term(h2_out, ids, targets, inputs, h1_output)
+        return values, values.detach().cpu().tolist()
 
     def _weights(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any,
                  h1_output: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:

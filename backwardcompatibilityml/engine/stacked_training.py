@@ -74,13 +74,12 @@ def train_stacked(
                     raise TrainingCancelled()
                 optimizer.zero_grad(set_to_none=True)
                 h2_out = forward(stacked.params, stacked.buffers, inputs)
-                values = member_losses(h2_out, ids, targets, inputs)
+                values, numbers = member_losses.with_numbers(h2_out, ids, targets, inputs)
                 # The sum, not the mean: each member's gradient is that of its own loss.
                 total = values if len(alive_jobs) == len(jobs) else torch.where(alive, values, torch.zeros_like(values))
                 total.sum().backward()
                 optimizer.step()
                 step += 1
-                numbers = values.detach().cpu().tolist()
                 for k in list(alive_jobs):
                     if not math.isfinite(numbers[k]):
                         failures[k] = NonFiniteLossError(
