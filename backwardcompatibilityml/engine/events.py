@@ -99,8 +99,6 @@ class EventQueue:
     def drain(self) -> list:
         """Every event queued now, without waiting."""
         events = []
-        while True:
-            try:
-                events.append(self._queue.get_nowait())
-            except queue.Empty:
-                return events
+        while not self._queue.empty():  # one consumer: what it saw stays there
+            events.append(self._queue.get_nowait())
+        return events

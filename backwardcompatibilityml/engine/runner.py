@@ -67,9 +67,11 @@ class _InlineSink:
         self._owner = threading.current_thread()
 
     def put(self, event: Event) -> None:
-        self._queue.put(event)
         if threading.current_thread() is self._owner:
-            self.drain()
+            self.drain()  # what other threads put before it comes first
+            self._handle(event)
+        else:
+            self._queue.put(event)
 
     def drain(self) -> None:
         for event in self._queue.drain():

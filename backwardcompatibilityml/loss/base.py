@@ -207,8 +207,11 @@ class CompatibilityLoss(nn.Module):
             if out.shape[0] != target.shape[0]:
                 raise ValueError(f"{name} returned {out.shape[0]} rows for a batch of {target.shape[0]} targets")
         terms = self.base_terms(h2_out, target)
-        dissonance = self.dissonance_terms(h2_out, h1_out, target) if self.lambda_c > 0 else None
-        return LF.combine_terms(terms, dissonance, self.support(h1_out, target), self.lambda_c, self.reduction)
+        dissonance = support = None
+        if self.lambda_c > 0:  # at lambda_c = 0 the loss is the base loss alone
+            dissonance = self.dissonance_terms(h2_out, h1_out, target)
+            support = self.support(h1_out, target)
+        return LF.combine_terms(terms, dissonance, support, self.lambda_c, self.reduction)
 
     def _run_h1(self, x: Any) -> Any:
         with inference(self.h1) as h1:

@@ -95,6 +95,8 @@ def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     ``log_probs`` has shape ``(..., N, C)``, ``target`` holds class indices of
     shape ``(N,)`` (or ``log_probs.shape[:-1]``); the result has shape ``(..., N)``.
     """
+    if log_probs.dim() == 2 and target.dim() == 1:
+        return F.nll_loss(log_probs, target, reduction="none")  # one kernel for the unstacked case
     index = target.expand(log_probs.shape[:-1]).unsqueeze(-1)
     return -log_probs.gather(-1, index).squeeze(-1)
 
@@ -230,11 +232,11 @@ def member_weights(lambda_c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return lambda_c.to(device=like.device, dtype=like.dtype).reshape((-1,) + (1,) * (like.dim() - 1))
 
 
-def _combine(base: torch.Tensor, dissonance: Optional[torch.Tensor], support: torch.Tensor,
+def _combine(base: torch.Tensor, dissonance: Optional[torch.Tensor], support: Optional[torch.Tensor],
              weights: LambdaC, reduction: str) -> torch.Tensor:
     per_instance = base
     if isinstance(weights, torch.Tensor) or weights > 0:
-        assert dissonance is not None
+        assert dissonance is not None and support is not None
         per_instance = base + weights * torch.where(support, dissonance, torch.zeros_like(dissonance))
     if reduction == "mean":
         return per_instance.mean(dim=-1)
@@ -246,7 +248,7 @@ def _combine(base: torch.Tensor, dissonance: Optional[torch.Tensor], support: to
 def combine_terms(
     base: torch.Tensor,
     dissonance: Optional[torch.Tensor],
-    support: torch.Tensor,
+    support: Optional[torch.Tensor],
     lambda_c: LambdaC,
     reduction: str = "mean",
 ) -> torch.Tensor:
@@ -257,8 +259,8 @@ def combine_terms(
     base, dissonance : Tensor
         Per-instance terms, shape ``(..., N)``. ``dissonance`` may be None when
         ``lambda_c`` is the float 0 (it is then not needed).
-    support : Tensor
-        Boolean mask ``(N,)``.
+    support : Tensor or None
+        Boolean mask ``(N,)``; may be None, as ``dissonance``, when ``lambda_c`` is the float 0.
     lambda_c : float or Tensor
         A float, or a ``(K,)`` tensor weighting the members of a leading dimension ``K``.
     reduction : {"mean", "sum", "none"}
