@@ -8,14 +8,15 @@ The manager is the seed's façade over the engine
 (:mod:`backwardcompatibilityml.engine`): a checked configuration
 (:class:`~backwardcompatibilityml.engine.config.SweepConfig`), a runner that
 feeds an executor and persists its results, the progress it reports, and the
-results read back from the folder.
+results read back from the folder (the reading methods come from
+:class:`~backwardcompatibilityml.sweep_reader.SweepReader`).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 import torch
 
@@ -23,11 +24,9 @@ from .engine.config import MIN_STEPSIZE, SweepConfig, lambda_c_grid
 from .engine.errors import ReadOnlySweepError, SweepAlreadyRunningError, public_error_message
 from .engine.executors import Executor, resolve_executor
 from .engine.families import DATASETS
-from .engine.progress import FAILED, SweepProgress, stored_state
-from .engine.records import SweepRecords
 from .engine.runner import SweepRunner
 from .evaluation import default_instance_metadata
-from .store import SweepStore
+from .sweep_reader import SweepReader
 from .validation import check_bool
 
 __all__ = [
@@ -38,7 +37,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class SweepManager:
+class SweepManager(SweepReader):
     """Trains and evaluates h2 for each lambda_c and loss family, in a thread, and stores the results.
 
     For every lambda_c of :func:`lambda_c_grid` it trains a fresh deep copy of
@@ -124,6 +123,12 @@ class SweepManager:
         For arguments of the wrong type or value (the message names the argument).
     ImportError
         If ``use_ml_flow=True`` and MLflow is not installed.
+
+    See Also
+    --------
+    backwardcompatibilityml.sweep_reader.SweepReader : the reading methods
+        (``get_sweep_status``, ``get_sweep_summary``, ``get_evaluation``,
+        ``get_evaluation_view``, ``dataframe``, ``configuration``, ``fingerprint``).
     """
 
     def __init__(
@@ -170,19 +175,10 @@ class SweepManager:
 
             require_mlflow()
             tracker_factory = SweepTrackerFactory(config.ml_flow_run_name, config.configuration)
-        self._open(folder_name, config)
+        super().__init__(folder_name, config)
         self._runner: Optional[SweepRunner] = SweepRunner(
             config, self._store, self._records, self._progress, self._executor, tracker_factory,
         )
-        self._load_folder()
-
-    def _open(self, folder_name: str, config: Optional[SweepConfig]) -> None:
-        self.config = config
-        self._store = SweepStore(folder_name, writable=config is not None)
-        self.folder_name = self._store.folder
-        self._records = SweepRecords(self._store, config.get_instance_metadata if config is not None else None)
-        total = config.total_points if config is not None else 0
-        self._progress = SweepProgress(total)
 
     # -- opening a folder -----------------------------------------------------------------
     @classmethod
@@ -191,43 +187,19 @@ class SweepManager:
 
         Folders written by this version, by earlier versions of this package
         (JSON records) and by the earlier tool open alike.
+
+        Raises
+        ------
+        ValueError
+            If the folder holds no sweep.
         """
         manager = cls.__new__(cls)
         manager._executor = None
-        manager._open(folder_name, None)
         manager._runner = None
-        manager._load_folder()
-        if manager._store.read_summary() is None and not manager._records.points:
-            raise ValueError(f"{folder_name!r} holds no sweep (no sweep_summary.json and no evaluation files)")
+        SweepReader.__init__(manager, folder_name, None)
         return manager
 
-    def _load_folder(self) -> None:
-        summary = self._records.load()
-        points = self._records.points
-        stored_values = summary.get("lambda_c_values") or []
-        families = summary.get("families") or [None, None]
-        if self.config is not None:
-            total = self.config.total_points
-        else:
-            total = 2 * len(families) * len(stored_values) or len(points)
-        total = max(total, len(points))
-        state = stored_state(summary.get("state"), len(points), total, self._store.is_locked, self.config is not None)
-        self._progress.set_stored(state, len(points), total, summary.get("error") if state == FAILED else None)
-        stored = summary.get("fingerprint")
-        if self.config is not None and points and stored and stored != self.config.fingerprint():
-            logger.warning(
-                "the results in %s were made with other models, data or settings; they are shown until a new "
-                "sweep replaces them", self.folder_name,
-            )
-
     # -- the seed's attributes ----------------------------------------------------------
-    @property
-    def lambda_c_values(self) -> List[float]:
-        """The lambda_c grid of this sweep."""
-        if self.config is not None:
-            return list(self.config.lambda_c_values)
-        return list(self._records.extra.get("lambda_c_values") or [])
-
     @property
     def executor(self) -> Optional[Executor]:
         """The executor that runs the trainings (None for a folder opened read-only)."""
@@ -253,18 +225,6 @@ class SweepManager:
         if name == "get_instance_metadata":
             return default_instance_metadata
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
-
-    def configuration(self) -> Dict[str, Any]:
-        """The settings that make two sweeps comparable (the resume fingerprint covers them)."""
-        if self.config is None:
-            return dict(self._records.extra.get("configuration") or {})
-        return self.config.configuration()
-
-    def fingerprint(self) -> Optional[str]:
-        """A hash of :meth:`configuration`, the initial weights of h1 and h2, the datasets' sizes and the seed."""
-        if self.config is None:
-            return self._records.extra.get("fingerprint")
-        return self.config.fingerprint()
 
     # -- public lifecycle -----------------------------------------------------------------
     def _trainable_runner(self) -> SweepRunner:
@@ -339,65 +299,6 @@ class SweepManager:
     def last_traceback(self) -> Optional[str]:
         """The formatted traceback of :attr:`last_exception`, or None (never sent over HTTP)."""
         return None if self._runner is None else self._runner.last_traceback
-
-    # -- reading results ---------------------------------------------------------------------
-    def get_sweep_status(self) -> Dict[str, Any]:
-        """A snapshot of the sweep's progress.
-
-        Returns
-        -------
-        dict
-            ``running``, ``state`` (idle / running / completed / failed /
-            cancelled / interrupted), ``percent_complete`` (0..1, measured in
-            training steps and evaluation batches), ``lambda_c`` and
-            ``loss_family`` of the current training, ``loss`` (last step),
-            ``completed_points``, ``total_points``, ``eta_seconds``, ``error``
-            ("Type: message" or None), ``executor`` (the executor running the
-            trainings), ``executor_note`` (e.g. why vectorised training fell
-            back) and ``running_jobs`` (``[{lambda_c, family}]`` training now).
-        """
-        return self._progress.snapshot()
-
-    def get_sweep_summary(self) -> Dict[str, Any]:
-        """``{h1_performance, performance_metric, families, datapoint_layout, data}`` with every datapoint so far.
-
-        ``h1_performance`` is h1's performance on the test set; each entry of
-        ``data`` carries h1's performance on its own dataset too, its
-        ``family`` and ``dataset``, and the seed's booleans (``new-error``,
-        ``strict-imitation``, ``training``, ``testing``).
-        """
-        return self._records.summary()
-
-    def get_evaluation(self, datapoint_index: int) -> Dict[str, Any]:
-        """The seed's full evaluation record of a datapoint, built on demand from its stored columns.
-
-        Raises
-        ------
-        KeyError
-            If no such datapoint has been evaluated.
-        """
-        return self._records.record(datapoint_index)
-
-    def get_evaluation_view(self, datapoint_index: int) -> Any:
-        """The datapoint's views (counts, per-class figures, instance pages) computed from its columns."""
-        return self._records.view(datapoint_index)
-
-    def dataframe(self, datapoint_index: int) -> Any:
-        """A :class:`pandas.DataFrame` of a datapoint's per-instance columns (needs the ``[pandas]`` extra).
-
-        Columns: ``instance_id``, ``ground_truth``, ``h1_prediction``,
-        ``h1_confidence``, ``h2_prediction`` and ``h2_confidence`` (see
-        ``docs/results-format.md``).
-
-        Raises
-        ------
-        KeyError
-            If no such datapoint has been evaluated.
-        ImportError
-            If pandas is not installed.
-        """
-        self._records.view(datapoint_index)  # KeyError for an unknown datapoint
-        return self._records.files.dataframe(datapoint_index)
 
     def load_model(self, lambda_c: float, family: str) -> torch.nn.Module:
         """A copy of h2 with the weights trained for ``(lambda_c, family)``.
