@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import torch
@@ -44,6 +43,59 @@ class GatedMLP(MLP):
             reached.set()
             assert release.wait(60), "the test never released the sweep"
         return super().forward(x)
+
+
+def cancel_while_stalled(manager, n, start):
+    """Start a sweep of GatedMLP copies with ``start()``, stall it at h2's forward call ``n``, cancel, release.
+
+    ``n`` counts from ``start()`` (the count is reset here, after ``build_manager``'s dry run).
+    ``cancel_sweep()`` blocks until the sweep has stopped, so it is called from a helper thread; the
+    stalled step goes on only once the cancel is registered, so a cancel that lands within one step
+    leaves ``GatedMLP.calls == n``. Returns what ``cancel_sweep()`` returned and ``GatedMLP.calls``
+    when it returned.
+    """
+    reached, release = threading.Event(), threading.Event()
+    GatedMLP.calls, GatedMLP.gates = 0, {n: (reached, release)}
+    outcome = {}
+
+    def cancel():
+        outcome["cancelled"] = manager.cancel_sweep()
+        outcome["calls"] = GatedMLP.calls
+
+    canceller = threading.Thread(target=cancel, name="canceller")
+    try:
+        start()
+        assert reached.wait(60), f"the sweep reached h2's call {n}"
+        canceller.start()
+        # The runner's cancel request (a private threading.Event of SweepRunner): set by
+        # cancel_sweep() before it waits for the sweep, read by should_stop() before every step.
+        assert manager._runner._cancel.wait(60), "cancel_sweep() registered the cancel"
+    except BaseException:
+        release.set()
+        manager.cancel_sweep()  # a failing test leaves no sweep running into the next test
+        raise
+    finally:
+        release.set()
+        GatedMLP.gates = {}
+    canceller.join(60)
+    assert not canceller.is_alive(), "cancel_sweep() returned once the sweep stopped"
+    return outcome["cancelled"], outcome["calls"]
+
+
+def training_step_call(finished_jobs, epochs, step):
+    """h2's forward call number at training step ``step`` (from 1) of the job after ``finished_jobs``.
+
+    In the sequential sweep of sweep_setup a job calls h2 once per training step (10 an epoch: 240
+    rows in batches of 24) and once per evaluation batch (10 training and 2 test batches), then
+    stores its 2 points before the next job starts.
+    """
+    return finished_jobs * (epochs * 10 + 12) + step
+
+
+def gated_h2():
+    """A GatedMLP h2 whose weights do not depend on the tests run before."""
+    torch.manual_seed(1)
+    return GatedMLP(64, 24, 10)
 
 
 def test_lambda_grid():
@@ -145,21 +197,18 @@ def test_reopened_folder_is_served_without_training(tmp_path):
 
 
 def test_cancel_stops_within_a_step_and_keeps_finished_points(tmp_path):
-    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1)
-    manager.start_sweep()
-    while len(manager.get_sweep_summary()["data"]) < 4:
-        time.sleep(0.01)
-    t0 = time.monotonic()
-    assert manager.cancel_sweep() is True
-    assert time.monotonic() - t0 < 2.0
+    stall = training_step_call(2, epochs=4, step=5)  # in the 3rd job, after 2 jobs (4 points) are stored
+    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1, h2=gated_h2())
+    assert cancel_while_stalled(manager, stall, manager.start_sweep) == (True, stall), "no step after the cancel"
+    assert GatedMLP.calls == stall, "none after cancel_sweep() returned"
     status = manager.get_sweep_status()
     assert status["state"] == "cancelled" and not status["running"]
     kept = manager.get_sweep_summary()["data"]
-    assert 4 <= len(kept) < 44
+    assert [p["datapoint_index"] for p in kept] == [0, 1, 2, 3], "exactly the finished jobs' points are kept"
     on_disk = json.load(open(os.path.join(manager.folder_name, "sweep_summary.json")))
-    assert on_disk["state"] == "cancelled" and len(on_disk["data"]) == len(kept)
-    for point in kept:
-        assert os.path.exists(os.path.join(manager.folder_name, f"{point['datapoint_index']}-evaluation.json"))
+    assert on_disk["state"] == "cancelled" and on_disk["data"] == kept
+    for i in range(5):
+        assert os.path.exists(os.path.join(manager.folder_name, f"{i}-evaluation.json")) == (i < 4)
     assert manager.cancel_sweep() is False, "nothing to cancel when idle"
 
 
@@ -214,15 +263,13 @@ def test_failing_metadata_callback_is_named_when_records_are_read(tmp_path):
 
 def test_resume_and_configuration_change(tmp_path, caplog):
     folder = tmp_path / "s"
-    manager = build_manager(folder, epochs=2, stepsize=0.25)
-    manager.start_sweep()
-    while len(manager.get_sweep_summary()["data"]) < 8:
-        time.sleep(0.01)
-    manager.cancel_sweep()
+    manager = build_manager(folder, epochs=2, stepsize=0.25, h2=gated_h2())
+    stall = training_step_call(4, epochs=2, step=5)  # in the 5th job, after 4 jobs (8 points)
+    assert cancel_while_stalled(manager, stall, manager.start_sweep) == (True, stall)
     kept = {p["datapoint_index"] for p in manager.get_sweep_summary()["data"]}
-    done = {i for i in kept if {i - i % 2, i - i % 2 + 1} <= kept}
-    mtimes = {i: os.stat(folder / f"{i}-evaluation.json").st_mtime_ns for i in done}
-    resumed = build_manager(folder, epochs=2, stepsize=0.25)
+    assert kept == set(range(8))
+    mtimes = {i: os.stat(folder / f"{i}-evaluation.json").st_mtime_ns for i in kept}
+    resumed = build_manager(folder, epochs=2, stepsize=0.25, h2=manager.h2)  # the same initial h2
     with caplog.at_level(logging.INFO):
         resumed.start_sweep_synchronous()
     assert "resuming" in caplog.text
@@ -231,7 +278,7 @@ def test_resume_and_configuration_change(tmp_path, caplog):
     for i, mtime in mtimes.items():
         assert os.stat(folder / f"{i}-evaluation.json").st_mtime_ns == mtime, "finished points are not retrained"
     caplog.clear()
-    changed = build_manager(folder, epochs=1, stepsize=0.5)
+    changed = build_manager(folder, epochs=1, stepsize=0.5, h2=manager.h2)
     assert len(changed.get_sweep_summary()["data"]) == 20, "the old results are served until a new sweep starts"
     with caplog.at_level(logging.INFO):
         changed.start_sweep_synchronous()
@@ -327,11 +374,10 @@ def test_mlflow_run_of_a_cancelled_sweep_is_killed(tmp_path, monkeypatch):
     import mlflow  # noqa: F401
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    manager = build_manager(tmp_path / "s", epochs=3, stepsize=0.1, use_ml_flow=True)
-    manager.start_sweep()
-    while len(manager.get_sweep_summary()["data"]) < 2:
-        time.sleep(0.01)
-    manager.cancel_sweep()
+    manager = build_manager(tmp_path / "s", epochs=3, stepsize=0.1, use_ml_flow=True, h2=gated_h2())
+    stall = training_step_call(1, epochs=3, step=5)  # in the 2nd job, after the first job's points
+    assert cancel_while_stalled(manager, stall, manager.start_sweep) == (True, stall)
+    assert len(manager.get_sweep_summary()["data"]) == 2
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -355,44 +401,25 @@ def test_use_ml_flow_without_mlflow_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_cancel_from_another_thread_stops_a_synchronous_sweep(tmp_path):
-    import threading
-
-    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1)
+    manager = build_manager(tmp_path / "s", epochs=4, stepsize=0.1, h2=gated_h2())
     assert manager.wait(0.01) is True, "nothing runs yet"
     runner = threading.Thread(target=manager.start_sweep_synchronous)
-    runner.start()
-    while len(manager.get_sweep_summary()["data"]) < 2:
-        time.sleep(0.01)
-    t0 = time.monotonic()
-    assert manager.cancel_sweep() is True
+    stall = training_step_call(1, epochs=4, step=5)  # in the 2nd job
+    assert cancel_while_stalled(manager, stall, runner.start) == (True, stall), "stopped within the step"
     assert manager.get_sweep_status()["state"] == "cancelled"
-    assert time.monotonic() - t0 < 2.0
-    runner.join(5)
+    assert len(manager.get_sweep_summary()["data"]) == 2
+    runner.join(60)
     assert not runner.is_alive()
 
 
-CALLS = {"h2": 0}
-
-
-class CountedMLP(MLP):
-    """Counts forward calls across deep copies (module global)."""
-
-    def forward(self, x):
-        CALLS["h2"] += 1
-        return super().forward(x)
-
-
 def test_cancel_lands_within_one_training_step(tmp_path):
-    torch.manual_seed(0)
-    manager = build_manager(tmp_path / "s", epochs=50, stepsize=0.5, h2=CountedMLP(64, 24, 10))
-    manager.start_sweep()
-    while manager.get_sweep_status()["percent_complete"] < 0.05:
-        time.sleep(0.005)
-    manager.cancel_sweep()
-    after_cancel = CALLS["h2"]
-    time.sleep(0.3)
+    manager = build_manager(tmp_path / "s", epochs=50, stepsize=0.5, h2=gated_h2())
+    stall = training_step_call(0, epochs=50, step=150)  # the first job trains 500 steps
+    cancelled, calls_when_cancel_returned = cancel_while_stalled(manager, stall, manager.start_sweep)
+    assert cancelled is True and calls_when_cancel_returned == stall, "the stalled step is the last one"
+    assert manager.wait(60), "the sweep's thread has ended"
     assert manager.get_sweep_status()["state"] == "cancelled"
-    assert CALLS["h2"] == after_cancel, "no forward pass once cancel_sweep has returned"
+    assert GatedMLP.calls == calls_when_cancel_returned, "no forward pass once cancel_sweep has returned"
     assert manager.get_sweep_summary()["data"] == [], "cancelled inside the first training"
 
 
@@ -449,16 +476,17 @@ def test_a_new_sweep_replaces_cached_records(tmp_path):
 
 
 def test_two_managers_cannot_run_on_one_folder(tmp_path):
-    first = build_manager(tmp_path / "s", epochs=30, stepsize=0.5)
-    second = build_manager(tmp_path / "s", epochs=30, stepsize=0.5)
-    first.start_sweep()
-    try:
+    first = build_manager(tmp_path / "s", epochs=2, stepsize=0.5, h2=gated_h2())
+    second = build_manager(tmp_path / "s", epochs=2, stepsize=0.5, h2=gated_h2())
+
+    def start_first_then_second():
+        first.start_sweep()  # takes the folder's lock before it returns
         with pytest.raises(SweepAlreadyRunningError, match="another sweep is running in the folder"):
             second.start_sweep()
-    finally:
-        first.cancel_sweep()
-    second.start_sweep()
-    second.cancel_sweep()
+
+    stall = training_step_call(0, epochs=2, step=3)
+    assert cancel_while_stalled(first, stall, start_first_then_second) == (True, stall)
+    assert cancel_while_stalled(second, stall, second.start_sweep) == (True, stall), "the lock was released"
     assert second.get_sweep_status()["state"] == "cancelled"
 
 
@@ -472,11 +500,10 @@ def test_reopening_with_another_grid_keeps_percent_in_range(tmp_path):
 
 def test_new_models_do_not_resume_old_results(tmp_path, caplog):
     folder = tmp_path / "s"
-    manager = build_manager(folder, epochs=2, stepsize=0.25)
-    manager.start_sweep()
-    while len(manager.get_sweep_summary()["data"]) < 4:
-        time.sleep(0.01)
-    manager.cancel_sweep()
+    manager = build_manager(folder, epochs=2, stepsize=0.25, h2=gated_h2())
+    stall = training_step_call(2, epochs=2, step=5)  # in the 3rd job, after 2 jobs (4 points)
+    assert cancel_while_stalled(manager, stall, manager.start_sweep) == (True, stall)
+    assert len(manager.get_sweep_summary()["data"]) == 4, "there are results that could be resumed"
     torch.manual_seed(123)
     with caplog.at_level(logging.WARNING):
         other = build_manager(folder, epochs=2, stepsize=0.25, h2=MLP(64, 24, 10))
