@@ -8,16 +8,20 @@ server's (the kernel's Flask port), so CORS and the token are exercised for
 real. Port and token for the test's own API reads come from the widget's
 inline configuration in the output HTML.
 
-The notebook's 20 epochs give a sweep of about a second here; the copy
-trains longer (``EPOCHS``, about 5 s of training) so that the UI's polls see
-the progress bar between 0 and 100 % more than once and the second sweep is
-still running when the test clicks Cancel. This is a margin of time, not a
-stall: a gate in the notebook's copy (released by the test) would make it
-deterministic. The tests of this file run in order on one page.
+The copy trains the notebook's own 20 epochs (about a second here) on a
+gated training set (``sweep_gate.py``): the sweep is handed ``GatedBatches``,
+a list of the same batches whose passes the test stalls through files in a
+folder it owns. The first sweep stalls at the starts of epochs 2 and 11, and
+each time the test waits until the UI's progress bar shows the API's (frozen)
+percent, strictly between 0 and 100 and larger the second time, then releases
+it. The second sweep stalls at the start of epoch 2, where the test clicks
+Cancel and releases it once the sweep has registered the cancel. No margin of
+time is involved. The tests of this file run in order on one page.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -27,13 +31,23 @@ from playwright.sync_api import expect
 
 from .e2e_helpers import (ACTIVE_PAGES, NOTEBOOKS_DIR, VIEWPORT, ConsoleLog, JupyterLabServer, WidgetApi,
                          notebook_copy, nothing_listens, parse_widget_config, wait_until)
+from .sweep_gate import PassGate, notebook_replacements
 from .widget_driver import WidgetDriver
 
 pytestmark = pytest.mark.e2e
 
 NOTEBOOK = "digits_compatibility_analysis.ipynb"
-EPOCHS = 160
-EPOCHS_TEXT = 'tempfile.mkdtemp(prefix="digits-sweep-"), 20,'
+# The widget's call in the notebook: its 20 epochs (kept) and its training set (gated in the copy).
+TRAINING_TEXT = 'tempfile.mkdtemp(prefix="digits-sweep-"), 20, h1, h2, training_set, test_set,'
+# The gate learns that the sweep registered a cancel from SweepRunner.should_stop(), what the training
+# steps ask; the manager keeps its runner in the private ``_runner`` (tests/test_sweep.py reads it too).
+GATED_TEXT = ('tempfile.mkdtemp(prefix="digits-sweep-"), 20, h1, h2,\n'
+              '    GatedBatches(training_set, {folder},\n'
+              '                 stop_requested=lambda: analysis.sweep_manager._runner.should_stop()),\n'
+              '    test_set,')
+WIDGET_TEXT = "analysis = CompatibilityAnalysis("
+FIRST_SWEEP_GATED_EPOCHS = (2, 11)  # the bar is seen stalled at the starts of these epochs (of 20)
+CANCEL_GATED_EPOCH = 2  # the second sweep is cancelled at the start of this epoch
 
 # Known, harmless messages of JupyterLab itself (see shared/notes/testing-in-jupyterlab.md).
 # A message that names the widget server's origin is never filtered (ConsoleLog.widget_marker).
@@ -43,12 +57,18 @@ JUPYTERLAB_HARMLESS = [
 
 
 @pytest.fixture(scope="module")
-def lab():
+def gate_folder():
+    with tempfile.TemporaryDirectory(prefix="bcml-e2e-gate-") as folder:
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def lab(gate_folder):
     with tempfile.TemporaryDirectory(prefix="bcml-e2e-lab-") as workdir:
         notebook_dir = os.path.join(workdir, "notebooks")
         os.makedirs(notebook_dir)
         notebook_copy(os.path.join(NOTEBOOKS_DIR, NOTEBOOK), os.path.join(notebook_dir, NOTEBOOK),
-                      [(EPOCHS_TEXT, EPOCHS_TEXT.replace(" 20,", f" {EPOCHS},"))])
+                      notebook_replacements(gate_folder, TRAINING_TEXT, GATED_TEXT, WIDGET_TEXT))
         server = JupyterLabServer(workdir, notebook_dir)
         server.start()
         try:
@@ -58,13 +78,14 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def widget(browser, lab):
+def widget(browser, lab, gate_folder):
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     config = {}
     console = ConsoleLog(page, harmless=JUPYTERLAB_HARMLESS,
                          widget_marker=lambda: f"127.0.0.1:{config['port']}" if config else None)
     ACTIVE_PAGES["jupyterlab"] = page
+    gate = None
     try:
         page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?reset&token={lab.token}", wait_until="load")
         panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
@@ -96,9 +117,13 @@ def widget(browser, lab):
         assert config["environment_type"] == "local" and config["base_url"] is None, config
         assert int(config["port"]) != lab.port, "the widget's server has its own port (cross-origin)"
         driver = WidgetDriver(page, root, WidgetApi(int(config["port"]), config["token"]), "jupyterlab")
-        driver.state.update(console=console, config=config, lab=lab, panel=panel)
+        gate = PassGate(gate_folder, describe=lambda: json.dumps(driver.api.status()),
+                        ended=lambda: not driver.api.status()["running"])
+        driver.state.update(console=console, config=config, lab=lab, panel=panel, gate=gate)
         yield driver
     finally:
+        if gate is not None:
+            gate.release_all()  # a sweep stalled by a failed test goes on (the kernel is deleted anyway)
         ACTIVE_PAGES.pop("jupyterlab", None)
         context.close()
 
@@ -112,7 +137,7 @@ def test_notebook_runs_and_widget_mounts_idle(widget):
 
 
 def test_start_sweep_shows_progress_and_points(widget):
-    widget.run_first_sweep()
+    widget.run_first_sweep(gate=widget.state["gate"], gated_epochs=FIRST_SWEEP_GATED_EPOCHS)
 
 
 def test_filters_hide_points(widget):
@@ -136,7 +161,7 @@ def test_instance_dialog_shows_the_loaded_image(widget):
 
 
 def test_second_sweep_can_be_cancelled(widget):
-    widget.check_cancel_second_sweep()
+    widget.check_cancel_second_sweep(gate=widget.state["gate"], gated_epoch=CANCEL_GATED_EPOCH)
     widget.screenshot("notebook-at-end", full_page=True)
 
 
