@@ -355,3 +355,28 @@ def test_sweep_thread_settings_are_the_threads_own(monkeypatch):
     finally:
         in_new_thread(lambda: torch.set_num_threads(before))  # the default of later threads, as it was
     assert torch.get_num_threads() == before
+
+
+class CountedPasses(list):
+    """A list of batches that counts the passes started over it."""
+
+    passes = 0
+
+    def __iter__(self):
+        CountedPasses.passes += 1
+        return super().__iter__()
+
+
+def test_applicability_starts_one_pass_and_training_one_per_epoch(digits_data):
+    # A pass can be costly to start (a DataLoader with workers spawns them): the checks share one.
+    h1, h2, train, test = digits_setup(digits_data)
+    counted = CountedPasses(train)
+    context, jobs = context_of(h1, h2, counted, test, epochs=3)
+    executor = VectorizedExecutor()
+    CountedPasses.passes = 0
+    assert executor.applies(context) is None and executor.uses_fused_forward(context)
+    assert CountedPasses.passes == 1, "the vmap trace and the fused-forward check share the first batch"
+    CountedPasses.passes = 0
+    sink = run(executor, context, jobs)
+    assert len(sink.of(JobFinished)) == len(jobs) and not sink.of(JobFailed)
+    assert CountedPasses.passes == 3 + 1, "one pass per epoch for all members, and one to evaluate them"

@@ -57,8 +57,8 @@ from .stacked_loss import by_family
 from .stacked_training import job_failed, train_stacked
 from .stacking import StackedModel
 from .vmap_support import (
-    chunk_sizes, default_memory_budget, family_losses, fused_applies, loss_reason, member_bytes, model_reason,
-    optimizer_reason, trace_reason,
+    chunk_sizes, default_memory_budget, family_losses, first_batch, fused_applies, loss_reason, member_bytes,
+    model_reason, optimizer_reason, trace_reason,
 )
 
 __all__ = ["VectorizedExecutor"]
@@ -123,12 +123,12 @@ class VectorizedExecutor:
             pivots = {family.discriminant_pivot for family in context.families}
             if len(pivots) > 1:
                 reason = "the families use different discriminant pivots"
+        fused = False
         if reason is None:
             binary = family_losses(context.families[:1], context.h1, context.h2)[context.families[0].name].binary
-            reason, activation = trace_reason(
-                context.h2, context.training_set, context.device, binary, context.discriminant_pivot)
-        fused = self.fused_forward and reason is None and fused_applies(
-            context.h2, context.training_set, context.device)
+            batch = first_batch(context.training_set, context.device)  # one pass started serves both probes
+            reason, activation = trace_reason(context.h2, batch, context.device, binary, context.discriminant_pivot)
+            fused = self.fused_forward and reason is None and fused_applies(context.h2, batch, context.device)
         self._checked = (weakref.ref(context), reason, activation, fused)
         return reason, activation, fused
 

@@ -22,7 +22,8 @@ from .fused_forward import fused_forward, fused_matches_vmap
 from .stacking import StackedModel
 
 __all__ = [
-    "ELEMENTWISE_OPTIMIZERS", "optimizer_reason", "loss_reason", "model_reason", "trace_reason", "fused_applies",
+    "ELEMENTWISE_OPTIMIZERS", "optimizer_reason", "loss_reason", "model_reason", "first_batch", "trace_reason",
+    "fused_applies",
     "member_bytes", "default_memory_budget", "chunk_sizes", "family_losses",
 ]
 
@@ -89,18 +90,20 @@ def model_reason(h2: torch.nn.Module) -> Optional[str]:
     return None
 
 
-def _first_batch(dataset: Any, device: torch.device) -> Optional[Tuple[Any, Any, Any]]:
+def first_batch(dataset: Any, device: torch.device) -> Optional[Tuple[Any, Any, Any]]:
+    """The first ``(ids, inputs, targets)`` batch of ``dataset`` on ``device`` (one pass started), or None if empty."""
     for batch in iterate_batches(dataset, device):
         return batch
     return None
 
 
-def trace_reason(h2: torch.nn.Module, dataset: Any, device: torch.device, binary: bool,
+def trace_reason(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], device: torch.device, binary: bool,
                  discriminant_pivot: float) -> Tuple[Optional[str], int]:
     """Try two stacked members on the first training batch: forward, backward and evaluation.
 
-    Runs with the random state forked (nothing of the caller's state moves)
-    and never touches ``h2``.
+    ``batch`` is that batch (:func:`first_batch`; None for an empty training
+    set). Runs with the random state forked (nothing of the caller's state
+    moves) and never touches ``h2``.
 
     Returns
     -------
@@ -110,7 +113,6 @@ def trace_reason(h2: torch.nn.Module, dataset: Any, device: torch.device, binary
         Bytes of the layer outputs of one member on that batch (a memory estimate).
     """
     with _forked_rng(device):
-        batch = _first_batch(dataset, device)
         if batch is None:
             return None, 0
         _, inputs, _ = batch
@@ -131,14 +133,14 @@ def trace_reason(h2: torch.nn.Module, dataset: Any, device: torch.device, binary
         return None, _activation_bytes(stacked.module, inputs)
 
 
-def fused_applies(h2: torch.nn.Module, dataset: Any, device: torch.device) -> bool:
+def fused_applies(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], device: torch.device) -> bool:
     """Whether the vmap-free :class:`~.fused_forward.FusedForward` knows h2 and matches vmap on the first batch.
 
-    Call it after :func:`trace_reason` has accepted h2. Runs with the random
-    state forked and never touches ``h2``.
+    ``batch`` is the first training batch, as for :func:`trace_reason`. Call
+    it after :func:`trace_reason` has accepted h2. Runs with the random state
+    forked and never touches ``h2``.
     """
     with _forked_rng(device):
-        batch = _first_batch(dataset, device)
         if batch is None:
             return False
         stacked = StackedModel(h2, 2, device)
