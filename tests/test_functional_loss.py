@@ -198,3 +198,17 @@ def test_one_call_serves_runs_of_both_families(base):
     grad = torch.autograd.grad(together.sum(), logits2, retain_graph=True)[0]
     expected = torch.autograd.grad(ne.sum() + si.sum(), logits2)[0]
     assert torch.allclose(grad, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("leading", [(), (3,)])
+def test_nll_terms_ignore_no_label(leading):
+    # torch's nll_loss skips the label -100 by default; a compatibility loss must not (unstacked and stacked).
+    from backwardcompatibilityml.loss.functional import nll_terms
+
+    log_probs = torch.randn(*leading, 4, 5).log_softmax(-1)
+    good = torch.tensor([0, 1, 4, 2])
+    expected = -log_probs.gather(-1, good.expand(*leading, 4).unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(nll_terms(log_probs, good), expected)
+    for label in (-100, -1, 5):
+        with pytest.raises((IndexError, RuntimeError), match="out of bounds"):
+            nll_terms(log_probs, torch.tensor([0, 1, label, 2]))

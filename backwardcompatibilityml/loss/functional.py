@@ -89,6 +89,7 @@ def check_kl_classes(returned: int, target: torch.Tensor, num_classes: Optional[
 
 
 # -- per-instance terms ------------------------------------------------------------------
+_NO_IGNORED_CLASS = -(2 ** 63)  # the smallest int64: no label can be it, so nll_loss ignores none
 def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-instance negative log likelihood of the true class.
 
@@ -96,7 +97,9 @@ def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     shape ``(N,)`` (or ``log_probs.shape[:-1]``); the result has shape ``(..., N)``.
     """
     if log_probs.dim() == 2 and target.dim() == 1:
-        return F.nll_loss(log_probs, target, reduction="none")  # one kernel for the unstacked case
+        # One kernel for the unstacked case. No label is ignored (nll_loss skips -100 by default,
+        # silently): every class index out of range raises, as the gather below does.
+        return F.nll_loss(log_probs, target, reduction="none", ignore_index=_NO_IGNORED_CLASS)
     index = target.expand(log_probs.shape[:-1]).unsqueeze(-1)
     return -log_probs.gather(-1, index).squeeze(-1)
 
