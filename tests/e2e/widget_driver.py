@@ -5,21 +5,22 @@ accessible names of the UI contract (buttons "Start sweep" / "Cancel sweep",
 ``role="progressbar"``, points with ``data-datapoint-index``, ``[data-field]``
 details, Venn regions "Progress" / "Common" / "Regress", class bars, the
 instance table and its dialog). The checks are shared by the JupyterLab test
-and the standalone demo test; each returns what later checks need.
+and the standalone demo test; each returns what later checks need. The
+sweep's lifecycle (start, progress, cancel) is checked by the methods of
+:class:`~.sweep_checks.SweepChecks`, mixed in.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from playwright.sync_api import expect
 
 from .e2e_helpers import WidgetApi, artifact_path, wait_until
-from .sweep_gate import PassGate
+from .sweep_checks import SweepChecks
 
 SNAPSHOT_JS = """
 (root) => {
@@ -78,7 +79,7 @@ def api_rows(items: List[Dict[str, Any]]) -> Dict[int, Row]:
 
 
 @dataclass
-class WidgetDriver:
+class WidgetDriver(SweepChecks):
     page: Any
     root: Any  # Locator of one .bcml-widget
     api: WidgetApi
@@ -137,120 +138,6 @@ class WidgetDriver:
         assert snap["value"] == 0 and snap["points"] == 0, snap
         assert self.api.status()["state"] == "idle"
         self.screenshot("mounted")
-
-    def click_start(self) -> None:
-        """Click "Start sweep" and wait for the server's answer: from then on the new sweep runs (or ran)."""
-        with self.page.expect_response(lambda r: r.request.method == "POST" and "/start_sweep" in r.url,
-                                       timeout=15_000) as answer:
-            self.button("Start sweep").click()
-        assert answer.value.status == 202, f"start_sweep answers 202, not {answer.value.status}"
-
-    def check_stalled_progress(self, gate: PassGate, number: int, above: int) -> Dict[str, Any]:
-        """The sweep stalls at the start of training-set pass ``number``: the bar shows the API's percent.
-
-        While the sweep's thread waits at the gate its status cannot move, so the
-        UI's polls must come to show exactly the API's percent (rounded as the UI
-        rounds, Math.round), and that value must lie strictly between 0 and 100
-        and above ``above``. Returns the API's status at the stall.
-        """
-        gate.wait_reached(number)
-        status = self.api.status()
-        assert status["running"], f"the sweep runs while stalled at pass {number}: {status}"
-        percent = status["percent_complete"]
-        shown = math.floor(percent * 100 + 0.5)  # the UI's Math.round of a fraction in [0, 1]
-        bar = self.root.get_by_role("progressbar")
-        expect(bar).to_have_attribute("aria-valuenow", str(shown), timeout=15_000)
-        again = self.api.status()
-        assert again["percent_complete"] == percent and again["running"], \
-            f"the sweep's status stays put while it is stalled at pass {number}: {status} then {again}"
-        assert 0 < shown < 100, f"stalled at pass {number}, the bar shows {shown}; it must lie strictly between " \
-                                f"0 and 100 (API percent_complete {percent}): {status}"
-        assert shown > above, f"stalled at pass {number}, the bar shows {shown}; it must exceed {above}, " \
-                              f"what it showed at the gate before"
-        if status.get("executor") == "vectorized":
-            # Several trainings run as one stacked model: the status lists them all as running.
-            assert len(status.get("running_jobs") or []) > 1, \
-                f"the vectorized executor trains jobs together: {status}"
-        status["shown"] = shown
-        return status
-
-    def run_first_sweep(self, gate: Optional[PassGate] = None, gated_epochs: Tuple[int, ...] = (2, 11),
-                        timeout: float = 150) -> None:
-        """Start sweep: the bar advances, points stream in while it runs, the sweep completes.
-
-        With ``gate`` (the notebook's gated training set), the sweep stalls at
-        the starts of ``gated_epochs`` in turn: at each stall the bar shows the
-        API's percent, strictly between 0 and 100 and larger at the second
-        (deterministic). Without one (the demo, whose data the test cannot
-        gate), the UI is sampled while the sweep runs, and must be seen at two
-        values between 0 and 100: this relies on the sweep being long enough.
-        """
-        samples: List[Tuple[float, int, int]] = []
-        stacked = []  # how many jobs trained at once, per status sample
-        shot_taken = False
-        stalls: List[Dict[str, Any]] = []
-        started = time.monotonic()
-        numbers = [gate.epoch_pass(epoch) for epoch in gated_epochs] if gate is not None else []
-        if gate is not None:
-            assert list(gated_epochs) == sorted(set(gated_epochs)) and gated_epochs[0] >= 2, \
-                f"gate distinct epochs in order, after the first (at its start nothing is trained): {gated_epochs}"
-            gate.arm(*numbers)
-        try:
-            self.click_start()
-            for number in numbers:
-                stall = self.check_stalled_progress(gate, number, stalls[-1]["shown"] if stalls else 0)
-                stalls.append(stall)
-                snap = self.snapshot()
-                samples.append((round(time.monotonic() - started, 2), snap["value"], snap["points"]))
-                if not shot_taken:
-                    self.screenshot("sweep-running")
-                    shot_taken = True
-                gate.release(number)
-            while True:
-                snap = self.snapshot()
-                status = self.api.status()
-                samples.append((round(time.monotonic() - started, 2), snap["value"], snap["points"]))
-                stacked.append((status.get("executor"), len(status.get("running_jobs") or [])))
-                if not shot_taken and 0 < snap["points"] < status["total_points"] and snap["value"] < 100:
-                    self.screenshot("sweep-running")
-                    shot_taken = True
-                if not status["running"]:
-                    break
-                assert time.monotonic() - started < timeout, f"the sweep still runs after {timeout} s: {status}"
-                time.sleep(0.15)
-        except BaseException:
-            if gate is not None:
-                gate.release_all()  # the kernel's sweep goes on; the test fails with its own message
-            raise
-        assert status["state"] == "completed", f"the first sweep completes: {status}"
-        total = status["total_points"]
-        # The UI reaches the end state too.
-        expect(self.root.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100", timeout=15_000)
-        wait_until(lambda: self.snapshot()["points"] == total, 15, 0.2, f"{total} points in the scatter plots")
-        expect(self.root.get_by_text(re.compile(r"completed", re.I)).first).to_be_visible()
-        expect(self.button("Start sweep")).to_be_enabled()
-        with open(artifact_path(f"{self.label}-progress-samples.txt"), "w") as handle:
-            for number, stall in zip(numbers, stalls):
-                handle.write(f"stalled at training-set pass {number}: API percent_complete "
-                             f"{stall['percent_complete']}, bar {stall['shown']}\n")
-            handle.write("seconds\taria-valuenow\tpoints shown\n")
-            handle.writelines(f"{t}\t{v}\t{p}\n" for t, v, p in samples)
-        values = [v for _, v, _ in samples]
-        assert values == sorted(values), f"the progress bar never goes back: {samples}"
-        if gate is None:
-            intermediate = sorted({v for v in values if 0 < v < 100})
-            assert len(intermediate) >= 2, f"the progress bar advances through the sweep: {samples}"
-            if any(executor == "vectorized" for executor, _ in stacked):
-                # Several trainings run as one stacked model: its points arrive together, when the chunk is done.
-                assert max(jobs for _, jobs in stacked) > 1, f"the vectorized executor trains jobs together: {stacked}"
-            else:
-                assert any(0 < p < total and v < 100 for _, v, p in samples), \
-                    f"points appear while the sweep runs: {samples}"
-        summary = self.api.summary()
-        assert len(summary["data"]) == total
-        self.state["summary"] = summary
-        self.state["samples"] = samples
-        self.screenshot("sweep-completed")
 
     def check_filters(self) -> None:
         """The dataset checkbox and the lambda_c range hide exactly the points they should."""
@@ -524,60 +411,3 @@ class WidgetDriver:
         self.screenshot("instance-dialog", full_page=True)
         self.page.keyboard.press("Escape")
         expect(dialog).to_have_count(0, timeout=5_000)
-
-    def check_cancel_second_sweep(self, gate: Optional[PassGate] = None, gated_epoch: int = 2) -> None:
-        """A second sweep starts and can be cancelled; the UI says so.
-
-        With ``gate``, the sweep stalls at the start of ``gated_epoch``; Cancel is
-        clicked there (the UI posts the cancel with fetch, so the click does not
-        wait for the server, whose cancel waits for the sweep to stop), the
-        stall is released only once the sweep has registered the cancel, and
-        the sweep must stop before its next training step: its percent stays
-        the stalled one. Without a gate (the demo), Cancel is clicked while the
-        sweep runs, which relies on the sweep being long enough.
-        """
-        start, cancel = self.button("Start sweep"), self.button("Cancel sweep")
-        expect(start).to_be_enabled()
-        total = self.api.status()["total_points"]
-        if gate is None:
-            self.click_start()
-            expect(cancel).to_be_enabled(timeout=15_000)
-            status = self.api.status()
-            assert status["running"], f"the second sweep runs when Cancel is clicked: {status}"
-            cancel.click()
-        else:
-            assert gated_epoch >= 2, "gate an epoch after the first, so that the cancel lands among the steps"
-            number = gate.epoch_pass(gated_epoch)
-            gate.arm(number)
-            try:
-                self.click_start()
-                gate.wait_reached(number)
-                status = self.api.status()
-                assert status["running"], f"the second sweep runs, stalled at pass {number}: {status}"
-                expect(cancel).to_be_enabled(timeout=15_000)
-                cancel.click()
-                gate.wait_stop_requested(number)
-                still = self.api.status()
-                assert still["running"] and still["percent_complete"] == status["percent_complete"], \
-                    f"the cancelled sweep waits at the gate of pass {number}: {status} then {still}"
-                gate.release(number)
-            except BaseException:
-                gate.release_all()
-                raise
-        expect(self.root.get_by_text(re.compile(r"cancelled", re.I)).first).to_be_visible(timeout=30_000)
-        final = self.api.wait_idle(30)
-        assert final["state"] == "cancelled", final
-        assert final["completed_points"] < final["total_points"] == total, final
-        expect(start).to_be_enabled(timeout=15_000)
-        expect(cancel).to_be_disabled()
-        bar = self.root.get_by_role("progressbar")
-        if gate is not None:
-            # Cancelled before the step after the stall: no step trained and no datapoint finished since.
-            assert final["percent_complete"] == status["percent_complete"], \
-                f"the sweep trained no step after the cancel at pass {number}: {status} then {final}"
-            assert final["completed_points"] == status["completed_points"], (status, final)
-            shown = math.floor(final["percent_complete"] * 100 + 0.5)
-            expect(bar).to_have_attribute("aria-valuenow", str(shown), timeout=15_000)
-        value = int(bar.get_attribute("aria-valuenow"))
-        assert value < 100, f"a cancelled sweep's bar is not full: {value}"
-        self.screenshot("sweep-cancelled")
