@@ -566,17 +566,40 @@ def test_shuffling_dataloader_sweep_matches_the_list_sweep(tmp_path):
 
 
 def test_interpreter_exit_during_a_background_sweep_is_clean(tmp_path):
+    # The script's h2 stalls at a training step of the sweep's second job (counted from its start) until
+    # the sweep is asked to stop; the main thread exits once the stall is reached, so the exit always lands
+    # there: atexit cancels the sweep, the stalled step ends, and the first job's points are kept. Each run
+    # resumes the folder, so the points grow by one job (2 points) a run.
+    stall = training_step_call(1, epochs=2, step=5)
     script = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        "import sys, threading, time; sys.path.insert(0, %r)\n"
+        "import torch\n"
+        "from conftest import MLP\n"
         "from sweep_setup import build_manager\n"
-        "m = build_manager(%r, epochs=30, stepsize=0.1)\n"
+        "reached = threading.Event()\n"
+        "class Stalling(MLP):\n"
+        "    calls = 0\n"
+        "    def forward(self, x):\n"
+        "        Stalling.calls += 1\n"
+        "        if Stalling.calls == %d:\n"
+        "            reached.set()\n"
+        "            deadline = time.monotonic() + 60\n"
+        "            while not m._runner.should_stop():  # the runner's cancel request (private)\n"
+        "                assert time.monotonic() < deadline, 'the exit never cancelled the sweep'\n"
+        "                time.sleep(0.005)\n"
+        "        return super().forward(x)\n"
+        "torch.manual_seed(1)  # the same initial h2 in every run, so that each run resumes the last\n"
+        "m = build_manager(%r, epochs=2, stepsize=0.1, h2=Stalling(64, 24, 10))\n"
+        "Stalling.calls = 0\n"
         "m.start_sweep()\n"
-        "while not m.get_sweep_summary()['data']: time.sleep(0.01)\n"
+        "assert reached.wait(60), 'the sweep reached the stalled step'\n"
         "print('exiting', flush=True)\n"
-    ) % (TESTS, str(tmp_path / "s"))
-    for _ in range(3):
+    ) % (TESTS, stall, str(tmp_path / "s"))
+    for run in range(1, 4):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "exiting" in done.stdout
         summary = json.load(open(tmp_path / "s" / "sweep_summary.json"))
-        assert summary["state"] == "cancelled" and summary["data"], "the exit cancels and keeps what was finished"
+        assert summary["state"] == "cancelled", "the exit cancels the sweep"
+        assert [p["datapoint_index"] for p in summary["data"]] == list(range(2 * run)), \
+            "the exit keeps exactly the finished jobs' points"
