@@ -36,6 +36,18 @@ class Residual(nn.Module):
         return logits, self.soft(logits), torch.log_softmax(logits, dim=-1)
 
 
+class Sequence(nn.Module):
+    """Linear layers on ``(N, T, in)`` rows: a shared 3-D input, then a stacked 4-D value."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(8, 6)
+        self.second = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x))).log_softmax(-1)
+
+
 class Images(nn.Module):
     """Flatten of a 4-D shared input, then an MLP with several element-wise modules."""
 
@@ -50,7 +62,9 @@ class Images(nn.Module):
 
 def _inputs(model):
     torch.manual_seed(1)
-    return torch.randn(5, 2, 2, 2) if isinstance(model, Images) else torch.randn(5, 8)
+    if isinstance(model, Images):
+        return torch.randn(5, 2, 2, 2)
+    return torch.randn(5, 4, 8) if isinstance(model, Sequence) else torch.randn(5, 8)
 
 
 def _perturbed(model, size):
@@ -70,7 +84,8 @@ def _flat(outputs):
     lambda: MLP(8, 5, 3, triple=True),
     Residual,
     Images,
-], ids=["sequential", "triple", "residual", "flatten"])
+    Sequence,
+], ids=["sequential", "triple", "residual", "flatten", "sequence"])
 def test_values_and_gradients_equal_vmap(make):
     # Seeded and in float64: the comparison does not hang on float32 rounding of random draws.
     torch.manual_seed(0)
