@@ -282,6 +282,16 @@ class SweepManager(SweepReader):
         """
         return self._runner is not None and self._runner.cancel(wait)
 
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the current (or last) sweep has been asked to stop.
+
+        True from :meth:`cancel_sweep` (or Ctrl-C, or the interpreter's exit)
+        until the next start; the sweep stops before its next training step,
+        so this can be True while :meth:`is_running` still is.
+        """
+        return self._runner is not None and self._runner.should_stop()
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the running sweep has ended (at most ``timeout`` seconds).
 

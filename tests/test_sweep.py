@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -66,10 +67,14 @@ def cancel_while_stalled(manager, n, start):
     try:
         start()
         assert reached.wait(60), f"the sweep reached h2's call {n}"
+        assert not manager.cancel_requested, "no cancel asked yet"
         canceller.start()
-        # The runner's cancel request (a private threading.Event of SweepRunner): set by
-        # cancel_sweep() before it waits for the sweep, read by should_stop() before every step.
-        assert manager._runner._cancel.wait(60), "cancel_sweep() registered the cancel"
+        # cancel_sweep() registers the cancel before it waits for the sweep (stalled here) to stop.
+        deadline = time.monotonic() + 60
+        while not manager.cancel_requested:
+            assert time.monotonic() < deadline, "cancel_sweep() registered the cancel"
+            time.sleep(0.005)
+        assert manager.is_running(), "the stalled sweep is still running when the cancel is registered"
     except BaseException:
         release.set()
         manager.cancel_sweep()  # a failing test leaves no sweep running into the next test
@@ -210,6 +215,10 @@ def test_cancel_stops_within_a_step_and_keeps_finished_points(tmp_path):
     for i in range(5):
         assert os.path.exists(os.path.join(manager.folder_name, f"{i}-evaluation.json")) == (i < 4)
     assert manager.cancel_sweep() is False, "nothing to cancel when idle"
+    assert manager.cancel_requested, "the last sweep was asked to stop"
+    manager.start_sweep_synchronous(progress_bar=False)  # resumes in the same manager
+    assert not manager.cancel_requested, "a new start clears the cancel"
+    assert manager.get_sweep_status()["state"] == "completed"
 
 
 FAIL_AFTER = {"calls": None}
@@ -584,7 +593,7 @@ def test_interpreter_exit_during_a_background_sweep_is_clean(tmp_path):
         "        if Stalling.calls == %d:\n"
         "            reached.set()\n"
         "            deadline = time.monotonic() + 60\n"
-        "            while not m._runner.should_stop():  # the runner's cancel request (private)\n"
+        "            while not m.cancel_requested:\n"
         "                assert time.monotonic() < deadline, 'the exit never cancelled the sweep'\n"
         "                time.sleep(0.005)\n"
         "        return super().forward(x)\n"

@@ -39,11 +39,10 @@ pytestmark = pytest.mark.e2e
 NOTEBOOK = "digits_compatibility_analysis.ipynb"
 # The widget's call in the notebook: its 20 epochs (kept) and its training set (gated in the copy).
 TRAINING_TEXT = 'tempfile.mkdtemp(prefix="digits-sweep-"), 20, h1, h2, training_set, test_set,'
-# The gate learns that the sweep registered a cancel from SweepRunner.should_stop(), what the training
-# steps ask; the manager keeps its runner in the private ``_runner`` (tests/test_sweep.py reads it too).
+# The gate learns that the sweep registered a cancel from SweepManager.cancel_requested.
 GATED_TEXT = ('tempfile.mkdtemp(prefix="digits-sweep-"), 20, h1, h2,\n'
               '    GatedBatches(training_set, {folder},\n'
-              '                 stop_requested=lambda: analysis.sweep_manager._runner.should_stop()),\n'
+              '                 stop_requested=lambda: analysis.sweep_manager.cancel_requested),\n'
               '    test_set,')
 WIDGET_TEXT = "analysis = CompatibilityAnalysis("
 FIRST_SWEEP_GATED_EPOCHS = (2, 11)  # the bar is seen stalled at the starts of these epochs (of 20)
