@@ -350,8 +350,12 @@ class _CliServer:
     def arguments(self) -> List[str]:
         raise NotImplementedError
 
+    def program(self) -> List[str]:
+        """The command before ``arguments()``."""
+        return [sys.executable, "-m", "backwardcompatibilityml"]
+
     def start(self, timeout: float = 120) -> None:
-        command = [sys.executable, "-m", "backwardcompatibilityml", *self.arguments()]
+        command = [*self.program(), *self.arguments()]
         self._stderr = open(os.path.join(self.workdir, f"{self.name}.stderr.log"), "w")
         self.process = subprocess.Popen(command, cwd=self.workdir, stdout=subprocess.PIPE, stderr=self._stderr,
                                         text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -384,16 +388,29 @@ class _CliServer:
 
 
 class DemoServer(_CliServer):
-    """``python -m backwardcompatibilityml demo --no-browser`` on a free port."""
+    """``python -m backwardcompatibilityml demo --no-browser`` on a free port.
+
+    With ``gate_folder`` the same command runs through ``gated_demo.py``, whose
+    demo hands its sweep a training set that a :class:`~.sweep_gate.PassGate`
+    on that folder can stall.
+    """
 
     name = "demo"
 
-    def __init__(self, workdir: str, epochs: int, stepsize: float = 0.25, executor: Optional[str] = None):
+    def __init__(self, workdir: str, epochs: int, stepsize: float = 0.25, executor: Optional[str] = None,
+                 gate_folder: Optional[str] = None):
         super().__init__(workdir)
         self.epochs = epochs
         self.stepsize = stepsize
         self.executor = executor
+        self.gate_folder = gate_folder
         self.folder = os.path.join(workdir, "sweep")
+
+    def program(self) -> List[str]:
+        if self.gate_folder is None:
+            return super().program()
+        return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gated_demo.py"),
+                self.gate_folder]
 
     def arguments(self) -> List[str]:
         arguments = ["demo", "--no-browser", "--port", str(self.port), "--epochs", str(self.epochs),

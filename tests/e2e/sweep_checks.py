@@ -1,9 +1,9 @@
 """The sweep-lifecycle checks of :class:`~.widget_driver.WidgetDriver`: start, progress, completion, cancel.
 
-With a :class:`~.sweep_gate.PassGate` (the notebook's gated training set) the
-checks stall the sweep at chosen passes and look at the page while nothing
-moves; without one (the standalone demo, whose data the test cannot gate)
-they sample the page while the sweep runs.
+The checks stall the sweep through a :class:`~.sweep_gate.PassGate` (the
+gated training set of the notebook, or of the demo through ``gated_demo.py``)
+at chosen passes, and look at the page while nothing moves: no check depends
+on how fast the sweep runs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 from playwright.sync_api import expect
 
@@ -59,27 +59,24 @@ class SweepChecks:
         status["shown"] = shown
         return status
 
-    def run_first_sweep(self, gate: Optional[PassGate] = None, gated_epochs: Tuple[int, ...] = (2, 11),
+    def run_first_sweep(self, gate: PassGate, gated_epochs: Tuple[int, ...] = (2, 11),
                         timeout: float = 150) -> None:
         """Start sweep: the bar advances, points stream in while it runs, the sweep completes.
 
-        With ``gate`` (the notebook's gated training set), the sweep stalls at
-        the starts of ``gated_epochs`` in turn: at each stall the bar shows the
-        API's percent, strictly between 0 and 100 and larger at the second
-        (deterministic). Without one (the demo, whose data the test cannot
-        gate), the UI is sampled while the sweep runs, and must be seen at two
-        values between 0 and 100: this relies on the sweep being long enough.
+        The sweep stalls at the starts of ``gated_epochs`` in turn: at each
+        stall the bar shows the API's percent, strictly between 0 and 100 and
+        larger at the second. After the last stall the page is sampled until
+        the sweep ends (the bar never goes back).
         """
         samples: List[Tuple[float, int, int]] = []
-        stacked = []  # how many jobs trained at once, per status sample
         shot_taken = False
         stalls: List[Dict[str, Any]] = []
         started = time.monotonic()
-        numbers = [gate.epoch_pass(epoch) for epoch in gated_epochs] if gate is not None else []
-        if gate is not None:
-            assert list(gated_epochs) == sorted(set(gated_epochs)) and gated_epochs[0] >= 2, \
-                f"gate distinct epochs in order, after the first (at its start nothing is trained): {gated_epochs}"
-            gate.arm(*numbers)
+        numbers = [gate.epoch_pass(epoch) for epoch in gated_epochs]
+        assert len(numbers) >= 2 and list(gated_epochs) == sorted(set(gated_epochs)) and gated_epochs[0] >= 2, \
+            f"gate two or more distinct epochs in order, after the first (at its start nothing is trained): " \
+            f"{gated_epochs}"
+        gate.arm(*numbers)
         try:
             self.click_start()
             for number in numbers:
@@ -95,7 +92,6 @@ class SweepChecks:
                 snap = self.snapshot()
                 status = self.api.status()
                 samples.append((round(time.monotonic() - started, 2), snap["value"], snap["points"]))
-                stacked.append((status.get("executor"), len(status.get("running_jobs") or [])))
                 if not shot_taken and 0 < snap["points"] < status["total_points"] and snap["value"] < 100:
                     self.screenshot("sweep-running")
                     shot_taken = True
@@ -104,8 +100,7 @@ class SweepChecks:
                 assert time.monotonic() - started < timeout, f"the sweep still runs after {timeout} s: {status}"
                 time.sleep(0.15)
         except BaseException:
-            if gate is not None:
-                gate.release_all()  # the kernel's sweep goes on; the test fails with its own message
+            gate.release_all()  # the sweep goes on; the test fails with its own message
             raise
         assert status["state"] == "completed", f"the first sweep completes: {status}"
         total = status["total_points"]
@@ -122,60 +117,43 @@ class SweepChecks:
             handle.writelines(f"{t}\t{v}\t{p}\n" for t, v, p in samples)
         values = [v for _, v, _ in samples]
         assert values == sorted(values), f"the progress bar never goes back: {samples}"
-        if gate is None:
-            intermediate = sorted({v for v in values if 0 < v < 100})
-            assert len(intermediate) >= 2, f"the progress bar advances through the sweep: {samples}"
-            if any(executor == "vectorized" for executor, _ in stacked):
-                # Several trainings run as one stacked model: its points arrive together, when the chunk is done.
-                assert max(jobs for _, jobs in stacked) > 1, f"the vectorized executor trains jobs together: {stacked}"
-            else:
-                assert any(0 < p < total and v < 100 for _, v, p in samples), \
-                    f"points appear while the sweep runs: {samples}"
         summary = self.api.summary()
         assert len(summary["data"]) == total
         self.state["summary"] = summary
         self.state["samples"] = samples
         self.screenshot("sweep-completed")
 
-    def check_cancel_second_sweep(self, gate: Optional[PassGate] = None, gated_epoch: int = 2) -> None:
+    def check_cancel_second_sweep(self, gate: PassGate, gated_epoch: int = 2) -> None:
         """A second sweep starts and can be cancelled; the UI says so.
 
-        With ``gate``, the sweep stalls at the start of ``gated_epoch``; Cancel is
-        clicked there (the UI posts the cancel with fetch, so the click does not
-        wait for the server, whose cancel waits for the sweep to stop), the
-        stall is released only once the sweep has registered the cancel, and
-        the sweep must stop before its next training step: its percent stays
-        the stalled one. Without a gate (the demo), Cancel is clicked while the
-        sweep runs, which relies on the sweep being long enough.
+        The sweep stalls at the start of ``gated_epoch``; Cancel is clicked
+        there (the UI posts the cancel with fetch, so the click does not wait
+        for the server, whose cancel waits for the sweep to stop), the stall is
+        released only once the sweep has registered the cancel, and the sweep
+        must stop before its next training step: its percent stays the stalled
+        one.
         """
         start, cancel = self.button("Start sweep"), self.button("Cancel sweep")
         expect(start).to_be_enabled()
         total = self.api.status()["total_points"]
-        if gate is None:
+        assert gated_epoch >= 2, "gate an epoch after the first, so that the cancel lands among the steps"
+        number = gate.epoch_pass(gated_epoch)
+        gate.arm(number)
+        try:
             self.click_start()
-            expect(cancel).to_be_enabled(timeout=15_000)
+            gate.wait_reached(number)
             status = self.api.status()
-            assert status["running"], f"the second sweep runs when Cancel is clicked: {status}"
+            assert status["running"], f"the second sweep runs, stalled at pass {number}: {status}"
+            expect(cancel).to_be_enabled(timeout=15_000)
             cancel.click()
-        else:
-            assert gated_epoch >= 2, "gate an epoch after the first, so that the cancel lands among the steps"
-            number = gate.epoch_pass(gated_epoch)
-            gate.arm(number)
-            try:
-                self.click_start()
-                gate.wait_reached(number)
-                status = self.api.status()
-                assert status["running"], f"the second sweep runs, stalled at pass {number}: {status}"
-                expect(cancel).to_be_enabled(timeout=15_000)
-                cancel.click()
-                gate.wait_stop_requested(number)
-                still = self.api.status()
-                assert still["running"] and still["percent_complete"] == status["percent_complete"], \
-                    f"the cancelled sweep waits at the gate of pass {number}: {status} then {still}"
-                gate.release(number)
-            except BaseException:
-                gate.release_all()
-                raise
+            gate.wait_stop_requested(number)
+            still = self.api.status()
+            assert still["running"] and still["percent_complete"] == status["percent_complete"], \
+                f"the cancelled sweep waits at the gate of pass {number}: {status} then {still}"
+            gate.release(number)
+        except BaseException:
+            gate.release_all()
+            raise
         expect(self.root.get_by_text(re.compile(r"cancelled", re.I)).first).to_be_visible(timeout=30_000)
         final = self.api.wait_idle(30)
         assert final["state"] == "cancelled", final
@@ -183,13 +161,12 @@ class SweepChecks:
         expect(start).to_be_enabled(timeout=15_000)
         expect(cancel).to_be_disabled()
         bar = self.root.get_by_role("progressbar")
-        if gate is not None:
-            # Cancelled before the step after the stall: no step trained and no datapoint finished since.
-            assert final["percent_complete"] == status["percent_complete"], \
-                f"the sweep trained no step after the cancel at pass {number}: {status} then {final}"
-            assert final["completed_points"] == status["completed_points"], (status, final)
-            shown = math.floor(final["percent_complete"] * 100 + 0.5)
-            expect(bar).to_have_attribute("aria-valuenow", str(shown), timeout=15_000)
+        # Cancelled before the step after the stall: no step trained and no datapoint finished since.
+        assert final["percent_complete"] == status["percent_complete"], \
+            f"the sweep trained no step after the cancel at pass {number}: {status} then {final}"
+        assert final["completed_points"] == status["completed_points"], (status, final)
+        shown = math.floor(final["percent_complete"] * 100 + 0.5)
+        expect(bar).to_have_attribute("aria-valuenow", str(shown), timeout=15_000)
         value = int(bar.get_attribute("aria-valuenow"))
         assert value < 100, f"a cancelled sweep's bar is not full: {value}"
         self.screenshot("sweep-cancelled")

@@ -1,7 +1,8 @@
-"""A gate on the training set of a notebook's sweep, opened by the test through files.
+"""A gate on the training set of a sweep in another process, opened by the test through files.
 
 The notebook copy of ``test_jupyterlab.py`` hands the sweep ``GatedBatches``
-(``KERNEL_SOURCE``, defined in the kernel) instead of its list of batches: a
+(``KERNEL_SOURCE``, defined in the kernel) instead of its list of batches, and
+``gated_demo.py`` does the same for the demo of ``test_standalone_demo.py``: a
 list, so the sweep takes it as it takes any list, that numbers every pass over
 it (every ``iter()``, from 1) and logs it to ``FOLDER/passes.log``. When the
 test has created ``FOLDER/gate-N`` beforehand, pass N writes

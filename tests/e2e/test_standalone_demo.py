@@ -3,10 +3,17 @@
 The tests of this file run in order against one demo process and one page:
 mount, first sweep, executor, filters, axes and zoom, point details, Regress region, class bars,
 instance dialog, cancelled second sweep, console errors, clean stop.
+
+The demo runs through ``gated_demo.py`` (the same command line, with its training set gated as in
+``test_jupyterlab.py``): the first sweep stalls at the starts of two epochs, where the page must
+show the API's frozen percent, and the second is cancelled while stalled. No check depends on how
+fast the sweep runs.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import tempfile
 
@@ -14,22 +21,22 @@ import pytest
 import requests
 
 from .e2e_helpers import ACTIVE_PAGES, VIEWPORT, ConsoleLog, DemoServer, WidgetApi, nothing_listens
+from .sweep_gate import PassGate
 from .widget_driver import WidgetDriver
 
 pytestmark = pytest.mark.e2e
 
-# Long enough that the second sweep is still running when Cancel is clicked
-# and that the progress bar is seen between 0 and 100 % more than once (a margin of time,
-# not a stall), short enough for the suite. The demo builds its data inside its own process,
-# so there is no place for the training-set gate of test_jupyterlab.py without changing the
-# product: WidgetDriver runs these checks ungated (no ``gate``).
-DEMO_EPOCHS = 160
+DEMO_EPOCHS = 20
+FIRST_SWEEP_GATED_EPOCHS = (2, 11)  # the bar is seen stalled at the starts of these epochs
+CANCEL_GATED_EPOCH = 2  # the second sweep is cancelled at the start of this epoch
 
 
 @pytest.fixture(scope="module")
 def demo():
     with tempfile.TemporaryDirectory(prefix="bcml-e2e-demo-") as workdir:
-        server = DemoServer(workdir, epochs=DEMO_EPOCHS)
+        gate_folder = os.path.join(workdir, "gate")
+        os.makedirs(gate_folder)
+        server = DemoServer(workdir, epochs=DEMO_EPOCHS, gate_folder=gate_folder)
         server.start()
         try:
             yield server
@@ -43,14 +50,19 @@ def widget(browser, demo):
     page = context.new_page()
     console = ConsoleLog(page)
     ACTIVE_PAGES["demo"] = page
+    gate = None
     try:
         page.goto(demo.url, wait_until="load")
         root = page.locator(".bcml-widget")
         assert root.count() == 1, "the demo page shows one widget"
         driver = WidgetDriver(page, root, WidgetApi(demo.port, demo.token), "demo")
-        driver.state["console"] = console
+        gate = PassGate(demo.gate_folder, describe=lambda: json.dumps(driver.api.status()),
+                        ended=lambda: not driver.api.status()["running"])
+        driver.state.update(console=console, gate=gate)
         yield driver
     finally:
+        if gate is not None:
+            gate.release_all()  # a sweep stalled by a failed test goes on, so that the demo can stop
         ACTIVE_PAGES.pop("demo", None)
         context.close()
 
@@ -65,7 +77,7 @@ def test_widget_mounts_idle(widget):
 
 
 def test_start_sweep_shows_progress_and_points(widget):
-    widget.run_first_sweep()
+    widget.run_first_sweep(gate=widget.state["gate"], gated_epochs=FIRST_SWEEP_GATED_EPOCHS)
 
 
 def test_header_names_the_executor(widget):
@@ -97,7 +109,7 @@ def test_instance_dialog_shows_the_loaded_image(widget):
 
 
 def test_second_sweep_can_be_cancelled(widget):
-    widget.check_cancel_second_sweep()
+    widget.check_cancel_second_sweep(gate=widget.state["gate"], gated_epoch=CANCEL_GATED_EPOCH)
 
 
 def test_no_console_errors(widget):
