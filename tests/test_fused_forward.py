@@ -246,3 +246,13 @@ def test_in_place_dropout_on_the_shared_batch_trains_each_member_on_its_own_mask
     out.sum().backward()
     assert torch.equal(inputs, torch.ones(16, 8)), "the shared batch itself is not written to"
     assert not torch.equal(out[0], out[1])
+
+
+def test_an_empty_batch_gives_empty_member_outputs():
+    torch.manual_seed(0)
+    stacked = _perturbed(nn.Sequential(nn.Linear(8, 7), nn.ReLU(), nn.Linear(7, 3)), 3)
+    fused = fused_forward(stacked.module)
+    assert fused is not None
+    for inputs in (torch.zeros(0, 8), torch.zeros(2, 0, 8)):
+        out = fused(stacked.params, inputs)
+        assert out.shape == (3, *inputs.shape[:-1], 3)

@@ -304,7 +304,8 @@ def _linear(value: torch.Tensor, stacked: bool, weight: torch.Tensor, bias: Opti
             product = torch.mm(flat_weight, rows.t())
         else:
             product = torch.addmm(bias.reshape(size * out_features, 1), flat_weight, rows.t())
-        return product.view(size, out_features, -1).transpose(1, 2).reshape(size, *value.shape[:-1], out_features)
+        return product.view(size, out_features, rows.shape[0]).transpose(1, 2).reshape(
+            size, *value.shape[:-1], out_features)
     rows = value if value.dim() == 3 else value.reshape(size, -1, in_features)
     if bias is None:
         product = torch.bmm(weight, rows.transpose(1, 2))
