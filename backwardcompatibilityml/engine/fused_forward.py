@@ -291,9 +291,11 @@ def _linear(value: torch.Tensor, stacked: bool, weight: torch.Tensor, bias: Opti
     the next layer reads it without a copy. Autograd's formulas then take
     every weight gradient as ``grad @ input`` straight into the weight's own
     ``(out, in)`` layout, with no transposed copy. Measured on the digits MLP
-    of the benchmarks (one thread, K = 42): the vectorized executor's
-    training about 1.15x faster, and a bare stacked training loop about 1.3x,
-    than with row-major products (``input @ weight^T``).
+    of the benchmarks (one thread, K = 42): the vectorized executor about
+    1.18x faster, and a bare stacked training loop 1.25x to 1.5x, than with
+    row-major products (``input @ weight^T``); faster too for every other
+    MLP shape tried (784-256-10 at K = 4 and 10, 64-128-128-10 at K = 22,
+    20-32-2 at K = 42).
     """
     out_features, in_features = weight.shape[1], weight.shape[2]
     if not stacked:
