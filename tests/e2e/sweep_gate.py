@@ -174,35 +174,42 @@ class PassGate:
         """Until pass ``number`` stalls at its gate; fails at once if the sweep waits at another
         gate not released, or ended without reaching it."""
         assert number in self.armed, f"pass {number} is not gated"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._exists(f"reached-{number}"):
-                return
+
+        def failure() -> Optional[str]:
             held = [n for n in self.armed if n != number and n not in self.released
                     and self._exists(f"reached-{n}")]
             if held:
-                raise AssertionError(f"waiting for the sweep's pass {number}, but it is stalled at the "
-                                     f"gate of pass {held[0]}, which the test has not released\n{self._context()}")
+                return (f"waiting for the sweep's pass {number}, but it is stalled at the gate of pass "
+                        f"{held[0]}, which the test has not released")
             if self.ended is not None and self.ended() and not self._exists(f"reached-{number}"):
-                raise AssertionError(f"the sweep ended without starting its training-set pass {number}\n"
-                                     f"{self._context()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the sweep did not start its training-set pass {number} within "
-                                     f"{timeout:.0f} s\n{self._context()}")
-            time.sleep(0.05)
+                return f"the sweep ended without starting its training-set pass {number}"
+            return None
+
+        self._wait_for(f"reached-{number}", timeout, f"start its training-set pass {number}", failure)
 
     def wait_stop_requested(self, number: int, timeout: float = 60) -> None:
         """Until the sweep, stalled at pass ``number``, has registered a cancel."""
+
+        def failure() -> Optional[str]:
+            if not self._exists(f"probe-error-{number}"):
+                return None
+            with open(self._path(f"probe-error-{number}"), "r", encoding="utf-8") as handle:
+                error = handle.read()
+            return f"the gate of pass {number} cannot tell whether the sweep was asked to stop: {error}"
+
+        self._wait_for(f"stop-requested-{number}", timeout,
+                       f"register the cancel while stalled at pass {number}", failure)
+
+    def _wait_for(self, name: str, timeout: float, what: str, failure: Callable[[], Optional[str]]) -> None:
+        """Until the kernel's side writes the file ``name``. Fails with ``failure()``'s message as soon
+        as it returns one, or when ``timeout`` seconds pass ("the sweep did not ``what``")."""
         deadline = time.monotonic() + timeout
-        while not self._exists(f"stop-requested-{number}"):
-            if self._exists(f"probe-error-{number}"):
-                with open(self._path(f"probe-error-{number}"), "r", encoding="utf-8") as handle:
-                    error = handle.read()
-                raise AssertionError(f"the gate of pass {number} cannot tell whether the sweep was asked "
-                                     f"to stop: {error}\n{self._context()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the sweep, stalled at pass {number}, did not register the cancel "
-                                     f"within {timeout:.0f} s\n{self._context()}")
+        while not self._exists(name):
+            message = failure()
+            if message is None and time.monotonic() > deadline:
+                message = f"the sweep did not {what} within {timeout:.0f} s"
+            if message is not None:
+                raise AssertionError(f"{message}\n{self._context()}")
             time.sleep(0.05)
 
     def release(self, number: int) -> None:
