@@ -16,7 +16,8 @@ from backwardcompatibilityml.engine.events import (
     BatchDone, ExecutorNote, JobFailed, JobFinished, JobStarted, StepDone,
 )
 from backwardcompatibilityml.engine.executors import SequentialExecutor, job_random_state, resolve_executor
-from backwardcompatibilityml.engine.jobs import plan_jobs
+from backwardcompatibilityml.engine.jobs import TrainingJob, plan_jobs
+from backwardcompatibilityml.engine.stacked_loss import StackedLoss
 from backwardcompatibilityml.engine.vectorized import VectorizedExecutor
 from backwardcompatibilityml.engine.vmap_support import ELEMENTWISE_OPTIMIZERS, chunk_sizes
 from backwardcompatibilityml.loss import (
@@ -71,13 +72,15 @@ def cancer_setup(cancer_data, column=False):
 
 def context_of(h1, h2, train, test, *, optimizer=torch.optim.SGD, optimizer_kwargs=None, losses=None,
                loss_kwargs=None, epochs=2, stepsize=0.5, metric=None):
+    """``loss_kwargs``: one dict for both families, or a pair (New Error's, Strict Imitation's)."""
     losses = losses or (BCCrossEntropyLoss, StrictImitationCrossEntropyLoss)
+    kwargs = loss_kwargs if isinstance(loss_kwargs, tuple) else (loss_kwargs, loss_kwargs)
     config = SweepConfig.from_arguments(
         number_of_epochs=epochs, h1=h1, h2=h2, training_set=train, test_set=test,
         batch_size_train=32, batch_size_test=25, OptimizerClass=optimizer,
         optimizer_kwargs=optimizer_kwargs or {"lr": 0.05},
         NewErrorLossClass=losses[0], StrictImitationLossClass=losses[1], lambda_c_stepsize=stepsize,
-        new_error_loss_kwargs=loss_kwargs, strict_imitation_loss_kwargs=loss_kwargs, performance_metric=metric,
+        new_error_loss_kwargs=kwargs[0], strict_imitation_loss_kwargs=kwargs[1], performance_metric=metric,
     )
     return prepare(config), plan_jobs(config.lambda_c_values, config.families, config.seed)
 
@@ -173,9 +176,9 @@ def test_weights_equal_train_compatible_model_job_by_job(digits_data):
 
 
 class BatchNormMLP(nn.Module):
-    def __init__(self):
+    def __init__(self, bias=True):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 10))
+        self.net = nn.Sequential(nn.Linear(64, 12, bias=bias), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 10))
 
     def forward(self, x):
         return self.net(x)
@@ -191,6 +194,15 @@ def test_batchnorm_keeps_running_statistics_per_member(digits_data):
     means = [r.model_state["net.1.running_mean"] for r in vectorized.results().values()]
     assert (means[0] - means[-1]).abs().max() > 1e-6, "members keep their own statistics"
     assert int(means and vectorized.results()[jobs[0]].model_state["net.1.num_batches_tracked"]) == 2 * len(train)
+
+
+def test_batchnorm_with_adam_equals_sequential_without_the_bias_before_it(digits_data):
+    """The documented remedy: Adam amplifies rounding on a bias whose true gradient is zero; no such bias, equal."""
+    h1, _, train, test = digits_setup(digits_data)
+    torch.manual_seed(1)
+    context, jobs = context_of(h1, BatchNormMLP(bias=False), train, test, optimizer=torch.optim.Adam,
+                               optimizer_kwargs={"lr": 0.01})
+    assert_same_results(run(VectorizedExecutor(), context, jobs), run(SequentialExecutor(), context, jobs), jobs)
 
 
 def test_events_chunks_and_memory_budget(digits_data):
@@ -230,6 +242,70 @@ def test_diverging_training_fails_every_member_like_sequential(digits_data):
     assert sorted(e.job.lambda_c for e in sink.of(JobFailed)) == sorted(j.lambda_c for j in jobs)
     assert all(e.error.startswith("NonFiniteLossError") for e in sink.of(JobFailed))
     assert not sink.of(JobFinished)
+
+
+@pytest.mark.parametrize("case", ["binary", "multi-class, own reductions", "multi-class, linear form"])
+def test_a_loss_class_in_the_other_familys_slot_trains_its_own_loss(digits_data, cancer_data, case):
+    """A Strict Imitation class in the New Error slot: both executors train the loss the class computes."""
+    if case == "binary":
+        setup = cancer_setup(cancer_data)
+        losses, kwargs = (StrictImitationBinaryCrossEntropyLoss,) * 2, None
+    else:
+        setup = digits_setup(digits_data)
+        losses = (StrictImitationCrossEntropyLoss,) * 2
+        kwargs = ({"reduction": "sum"}, {}) if case == "multi-class, own reductions" else None
+    context, jobs = context_of(*setup, losses=losses, loss_kwargs=kwargs, optimizer_kwargs={"lr": 0.01},
+                               stepsize=1.0)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert not [e for e in vectorized.of(ExecutorNote) if e.executor != "vectorized"], "no fallback"
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+    if kwargs is None:  # the same class and settings in both slots: the same training
+        by_slot = {(job.lambda_c, job.family): vectorized.results()[job].model_state for job in jobs}
+        for key, value in by_slot[(1.0, "new-error")].items():
+            assert torch.allclose(value, by_slot[(1.0, "strict-imitation")][key], atol=TOLERANCE), key
+
+
+def test_one_diverging_member_fails_alone_and_the_others_equal_sequential(digits_data, monkeypatch):
+    """A job whose loss overflows leaves the stack; the linear form still serves the live members."""
+    context, jobs = context_of(*digits_setup(digits_data), optimizer_kwargs={"lr": 0.05, "momentum": 0.9},
+                               stepsize=1.0, epochs=3)
+    overflowing = TrainingJob(lambda_index=2, lambda_c=1e37, family="strict-imitation", family_index=1,
+                              datapoint_indices=(8, 9))
+    recomputed = []
+    term_by_term = StackedLoss._term_by_term
+    monkeypatch.setattr(StackedLoss, "_term_by_term",
+                        lambda self, *args: recomputed.append(1) or term_by_term(self, *args))
+    sink = Recorder()
+    with pytest.raises(NonFiniteLossError, match="lambda_c=1e"):
+        VectorizedExecutor().run(list(jobs) + [overflowing], context, sink, never)
+    assert [e.job for e in sink.of(JobFailed)] == [overflowing], "it fails alone, reported once"
+    assert len(recomputed) == 1, "only the step where it overflowed is recomputed term by term"
+    steps = sink.of(StepDone)
+    assert overflowing not in steps[-1].jobs and len(steps[-1].jobs) == len(jobs)
+    assert_same_results(sink, run(SequentialExecutor(), context, jobs), jobs)
+
+
+def test_a_failing_chunk_reports_each_member_once(digits_data):
+    """A member that failed alone earlier is not reported again when a later error ends the chunk."""
+    h1, h2, train, test = digits_setup(digits_data)
+
+    class BrokenInEpochTwo(list):
+        passes = 0
+
+        def __iter__(self):
+            BrokenInEpochTwo.passes += 1
+            for index, (ids, x, y) in enumerate(list.__iter__(self)):
+                yield (ids, x[:, :10], y) if BrokenInEpochTwo.passes >= 4 and index == 2 else (ids, x, y)
+
+    context, jobs = context_of(h1, h2, BrokenInEpochTwo(train), test, stepsize=1.0, epochs=3)
+    overflowing = TrainingJob(lambda_index=2, lambda_c=1e37, family="strict-imitation", family_index=1,
+                              datapoint_indices=(8, 9))
+    sink = Recorder()
+    with pytest.raises(RuntimeError):
+        VectorizedExecutor().run(list(jobs) + [overflowing], context, sink, never)
+    failed = [e.job for e in sink.of(JobFailed)]
+    assert sorted(failed, key=repr) == sorted(list(jobs) + [overflowing], key=repr)
+    assert [e.error.split(":")[0] for e in sink.of(JobFailed) if e.job == overflowing] == ["NonFiniteLossError"]
 
 
 class OwnLoss(BCCrossEntropyLoss):

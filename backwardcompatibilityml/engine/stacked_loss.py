@@ -82,6 +82,9 @@ class StackedLoss:
         self.reference = reference
         runs = [(family, sum(1 for job in jobs if job.family == family)) for family in dict.fromkeys(
             job.family for job in jobs)]
+        # A job's family names its slot ("new-error"); the loss object in that slot says which loss it
+        # computes (a Strict Imitation class may sit in either slot): the terms follow the loss object.
+        computes = {family: losses[family].functional_arguments()["family"] for family, _count in runs}
         settings = {}
         for family, _count in runs:
             arguments = dict(losses[family].functional_arguments())
@@ -95,8 +98,7 @@ class StackedLoss:
         self._kept: Dict[bytes, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self._kept_bytes = 0
         if shared and first["base"] in LINEAR_BASES and first["reduction"] in LINEAR_REDUCTIONS:
-            self.lambdas = family_lambdas([job.lambda_c for job in jobs],
-                                          [losses[job.family].functional_arguments()["family"] for job in jobs],
+            self.lambdas = family_lambdas([job.lambda_c for job in jobs], [computes[job.family] for job in jobs],
                                           dtype=dtype, device=device)
             self.base, self.reduction, self.num_classes = first["base"], first["reduction"], first["num_classes"]
             self.table = self._table(dtype)
@@ -107,8 +109,11 @@ class StackedLoss:
         for family, count in ([(tuple(runs), self.size)] if shared else runs):
             stop = start + count
             weights = member_weights(lambdas[start:stop], torch.empty(count, 1, dtype=dtype, device=device))
-            name = family if isinstance(family, str) else runs[0][0]
-            self.calls.append((start, stop, weights, {**settings[name], "family": family}))
+            if isinstance(family, str):
+                settings_of, computed = settings[family], computes[family]
+            else:  # one call for every run: (family computed, count) per run
+                settings_of, computed = settings[runs[0][0]], tuple((computes[f], n) for f, n in family)
+            self.calls.append((start, stop, weights, {**settings_of, "family": computed}))
             start = stop
 
     def _table(self, dtype: torch.dtype) -> Optional[InstanceCoefficients]:
@@ -148,18 +153,22 @@ class StackedLoss:
         return self.with_numbers(h2_out, ids, targets, inputs, h1_output)[0]
 
     def with_numbers(self, h2_out: torch.Tensor, ids: Optional[torch.Tensor], targets: torch.Tensor,
-                     inputs: Any = None, h1_output: Any = None) -> Tuple[torch.Tensor, List[float]]:
+                     inputs: Any = None, h1_output: Any = None,
+                     live: Optional[Sequence[int]] = None) -> Tuple[torch.Tensor, List[float]]:
         """The member losses, as in :meth:`__call__`, and their values read once to the host (a list of K floats).
 
         The training loop reports and checks these numbers; reading them here
         (where the linear form needs them anyway) makes one read per step.
+        ``live`` lists the members whose values still count (default: all):
+        a member that has failed (a NaN loss) and left the sum does not send
+        every later step down the term-by-term path.
         """
         if h2_out.shape[1] != targets.shape[0]:
             raise ValueError(f"h2 returned {h2_out.shape[1]} rows for a batch of {targets.shape[0]} targets")
         if self.lambdas is not None:
             values = linear_form_loss(h2_out, *self._weights(ids, targets, inputs, h1_output))
             numbers = values.detach().cpu().tolist()
-            if all(map(math.isfinite, numbers)):
+            if all(math.isfinite(numbers[k]) for k in (range(self.size) if live is None else live)):
                 return values, numbers
         values = self._term_by_term(h2_out, ids, targets, inputs, h1_output)
         return values, values.detach().cpu().tolist()

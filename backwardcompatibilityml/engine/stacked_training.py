@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import traceback
-from typing import Any, Callable, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 
@@ -43,12 +43,16 @@ def train_stacked(
     losses: Mapping[str, Any],
     sink: EventSink,
     should_stop: Callable[[], bool],
+    failures: Optional[Dict[int, BaseException]] = None,
 ) -> Dict[int, BaseException]:
     """Train every member of ``stacked`` for its job; return the failures by member index.
 
     A member whose loss becomes NaN or infinite fails alone (a
     :class:`~.events.JobFailed` is put at once): it leaves the sum of the
-    losses and the other members train on, unaffected.
+    losses and the other members train on, unaffected. Such failures are
+    entered in ``failures`` (a new dict when None) as they happen, so that a
+    caller that passes its own dict knows them even when a later error or a
+    cancel ends the training.
 
     Raises
     ------
@@ -64,7 +68,7 @@ def train_stacked(
     forward = stacked.stacked_forward(lambda output: adapt(output, "h2"))
     alive = torch.ones(len(jobs), dtype=torch.bool, device=device)
     alive_jobs = list(range(len(jobs)))
-    failures: Dict[int, BaseException] = {}
+    failures = {} if failures is None else failures
     stacked.train(True)
     try:
         step = 0
@@ -74,7 +78,7 @@ def train_stacked(
                     raise TrainingCancelled()
                 optimizer.zero_grad(set_to_none=True)
                 h2_out = forward(stacked.params, stacked.buffers, inputs)
-                values, numbers = member_losses.with_numbers(h2_out, ids, targets, inputs)
+                values, numbers = member_losses.with_numbers(h2_out, ids, targets, inputs, live=alive_jobs)
                 # The sum, not the mean: each member's gradient is that of its own loss.
                 total = values if len(alive_jobs) == len(jobs) else torch.where(alive, values, torch.zeros_like(values))
                 total.sum().backward()
