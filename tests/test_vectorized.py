@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from backwardcompatibilityml.engine.config import SweepConfig
 from backwardcompatibilityml.engine.context import prepare
@@ -306,6 +307,31 @@ def test_a_failing_chunk_reports_each_member_once(digits_data):
     failed = [e.job for e in sink.of(JobFailed)]
     assert sorted(failed, key=repr) == sorted(list(jobs) + [overflowing], key=repr)
     assert [e.error.split(":")[0] for e in sink.of(JobFailed) if e.job == overflowing] == ["NonFiniteLossError"]
+
+
+@pytest.mark.parametrize("optimizer, kwargs", [
+    (torch.optim.RMSprop, {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    (torch.optim.Adagrad, {"lr": 0.05, "lr_decay": 0.01}),
+    (torch.optim.Adadelta, {"lr": 1.0}),
+    (torch.optim.Adamax, {"lr": 0.01}),
+    (torch.optim.NAdam, {"lr": 0.01}),
+    (torch.optim.RAdam, {"lr": 0.01}),
+    (torch.optim.ASGD, {"lr": 0.05}),
+    (torch.optim.Adam, {"lr": 0.01, "amsgrad": True}),
+])
+def test_other_element_wise_optimizers_on_a_shuffling_loader_equal_sequential(digits_data, optimizer, kwargs):
+    """Each optimizer the executor stacks, on a shuffling DataLoader with ids and a short last batch."""
+    x, y = digits_data
+    torch.manual_seed(0)
+    rows = TensorDataset(torch.arange(150), torch.tensor(x[:150], dtype=torch.float32), torch.tensor(y[:150]))
+    train = DataLoader(rows, batch_size=32, shuffle=True)  # 4 batches of 32 and one of 22, a new order each pass
+    test = make_batches(x[150:200], y[150:200], 25, first_id=150)
+    h1 = train_plain(MLP(64, 6, 10), make_batches(x[:150], y[:150], 32), epochs=2)
+    context, jobs = context_of(h1, MLP(64, 12, 10), train, test, optimizer=optimizer, optimizer_kwargs=kwargs,
+                               stepsize=1.0)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert not [e for e in vectorized.of(ExecutorNote) if e.executor != "vectorized"], "no fallback"
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
 
 
 class OwnLoss(BCCrossEntropyLoss):
