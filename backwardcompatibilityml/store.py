@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -34,7 +34,10 @@ try:  # POSIX advisory locks; elsewhere two sweeps on one folder are not detecte
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of"]
+__all__ = [
+    "SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of", "SUMMARY_FIELD_TYPES", "clean_summary", "is_index",
+    "listed_point",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,23 @@ _COLUMNS_RE = re.compile(r"^\d+-evaluation\.(arrow|json)$")  # results/columns.p
 _REFERENCE_RE = re.compile(r"^[A-Za-z0-9_.-]+-reference\.arrow$")  # h1's columns: prepared data, not a result
 _PREVIOUS_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 _TEMP_PREFIX = ".tmp-"
+_LOCK_ATTEMPTS = 20  # lock(): a reader's probe (is_locked) holds the lock for microseconds; retry that long
+_LOCK_RETRY_S = 0.005
+
+#: The type each known field of ``sweep_summary.json`` must have; a field of another type is ignored.
+SUMMARY_FIELD_TYPES: Dict[str, Tuple[type, ...]] = {
+    "data": (list,),
+    "lambda_c_values": (list,),
+    "families": (list,),
+    "datapoint_layout": (dict,),
+    "configuration": (dict,),
+    "state": (str,),
+    "error": (str,),
+    "fingerprint": (str,),
+    "performance_metric": (str,),
+    "executor": (str,),
+    "h1_performance": (int, float),
+}
 
 POINT_FIELDS = (
     "datapoint_index", "lambda_c", "training", "testing", "new-error", "strict-imitation",
@@ -57,6 +77,55 @@ POINT_FIELDS = (
 def point_of(record: Dict[str, Any]) -> Dict[str, Any]:
     """The summary entry (a few numbers) of a full evaluation record."""
     return {field: record[field] for field in POINT_FIELDS}
+
+
+def is_index(value: Any) -> bool:
+    """Whether ``value`` is a datapoint index as JSON stores it (a non-negative int, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def listed_point(value: Any) -> bool:
+    """Whether a ``data`` entry of the summary is a usable summary point (a dict with every point field)."""
+    return isinstance(value, dict) and all(field in value for field in POINT_FIELDS) \
+        and is_index(value["datapoint_index"])
+
+
+def _field_ok(key: str, value: Any) -> bool:
+    """Whether a summary field has the type :data:`SUMMARY_FIELD_TYPES` asks for (None always passes)."""
+    if value is None or key not in SUMMARY_FIELD_TYPES:
+        return True
+    if isinstance(value, bool) or not isinstance(value, SUMMARY_FIELD_TYPES[key]):
+        return False
+    if key == "lambda_c_values":
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if key == "families":
+        return all(isinstance(v, dict) for v in value)
+    return True
+
+
+def clean_summary(value: Any, name: str = SUMMARY_FILE) -> Optional[Dict[str, Any]]:
+    """A parsed summary with the fields of a wrong type left out, or None when it is not a JSON object.
+
+    Parameters
+    ----------
+    value : object
+        The parsed JSON of ``sweep_summary.json``.
+    name : str
+        The file's name, for the warnings.
+
+    Returns
+    -------
+    dict or None
+        The summary; a warning is logged for what is ignored.
+    """
+    if not isinstance(value, dict):
+        logger.warning("ignoring sweep file %s: it holds a JSON %s, not an object", name, type(value).__name__)
+        return None
+    bad = sorted(key for key, field in value.items() if not _field_ok(key, field))
+    if bad:
+        logger.warning("ignoring the field(s) %s of sweep file %s: wrong type", ", ".join(bad), name)
+        value = {key: field for key, field in value.items() if key not in bad}
+    return value
 
 
 def format_lambda_c(lambda_c: float) -> str:
@@ -150,8 +219,15 @@ class SweepStore:
 
     # -- reading back --------------------------------------------------------------
     def read_summary(self) -> Optional[Dict[str, Any]]:
-        """The stored summary, or None when there is none (or it cannot be read)."""
-        return self.read_json(SUMMARY_FILE)
+        """The stored summary, or None when there is none or it cannot be read.
+
+        A summary that is not a JSON object counts as unreadable, and a known
+        field of the wrong type (``{"families": 5}``) is left out: both are
+        logged as warnings, so callers always get a dict whose known fields
+        have the types of :data:`SUMMARY_FIELD_TYPES` (or None).
+        """
+        value = self.read_json(SUMMARY_FILE)
+        return None if value is None else clean_summary(value)
 
     def evaluation_indices(self) -> set:
         """Datapoint indices that have an evaluation file."""
@@ -160,7 +236,10 @@ class SweepStore:
     def read_evaluation(self, datapoint_index: int) -> Optional[Dict[str, Any]]:
         """One stored evaluation record, or None when missing or unreadable."""
         record = self.read_json(self.evaluation_name(datapoint_index))
-        if record is None or not all(field in record for field in POINT_FIELDS):
+        if not isinstance(record, dict) or not all(field in record for field in POINT_FIELDS):
+            if record is not None:
+                logger.warning("ignoring sweep file %s: not an evaluation record",
+                               self.evaluation_name(datapoint_index))
             return None
         return record
 
@@ -172,10 +251,7 @@ class SweepStore:
         writes) is read itself.
         """
         summary = self.read_summary() or {}
-        listed = {}
-        for point in summary.get("data") or []:
-            if isinstance(point, dict) and all(field in point for field in POINT_FIELDS):
-                listed[point["datapoint_index"]] = point
+        listed = {point["datapoint_index"]: point for point in summary.get("data") or [] if listed_point(point)}
         points = {}
         for index in self.evaluation_indices():
             if index in listed:
@@ -193,7 +269,7 @@ class SweepStore:
                 return json.load(handle)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
             logger.warning("ignoring unreadable sweep file %s: %s", name, error)
             return None
 
@@ -206,15 +282,22 @@ class SweepStore:
         stale and is removed.
 
         Returns a handle for :meth:`unlock`. Raises ``BlockingIOError`` when
-        another sweep (in this process or another) holds it.
+        another sweep (in this process or another) holds it. A reader's
+        :meth:`is_locked` holds a shared lock for a moment: the lock is tried
+        again for up to about 0.1 s before it counts as taken.
         """
         handle = open(self.path(LOCK_FILE), "w")
         if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            for attempt in range(_LOCK_ATTEMPTS):
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if attempt + 1 < _LOCK_ATTEMPTS:
+                        time.sleep(_LOCK_RETRY_S)
+            else:
                 handle.close()
-                raise BlockingIOError(f"the sweep folder {self.folder} is in use") from None
+                raise BlockingIOError(f"the sweep folder {self.folder} is in use")
         removed = self.remove_temporary_files()
         if removed:
             logger.info("removed %d stale temporary file(s) from %s", removed, self.folder)
@@ -233,15 +316,37 @@ class SweepStore:
         return removed
 
     def is_locked(self) -> bool:
-        """Whether a sweep (in this process or another) holds the folder's lock now."""
-        try:
-            handle = self.lock()
-        except BlockingIOError:
-            return True
-        except OSError:  # a folder we cannot write to: nobody can be sweeping in it through us
+        """Whether a sweep (in this process or another) holds the folder's lock now.
+
+        A probe without side effects, safe for read-only readers: it creates,
+        writes and removes nothing. It opens the lock file read-only, only if
+        it exists (a sweep creates it before taking the lock), and tries a
+        non-blocking shared lock, released at once; it conflicts with the
+        exclusive lock a sweep holds.
+
+        Returns
+        -------
+        bool
+            True when a sweep holds the lock; False when none does, when there
+            is no lock file, when it cannot be opened, or without ``fcntl``.
+        """
+        if fcntl is None:  # pragma: no cover - Windows: no locks to probe
             return False
-        self.unlock(handle)
-        return False
+        try:
+            fd = os.open(self.path(LOCK_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:  # no lock file (no sweep ever ran here) or not readable
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     @staticmethod
     def unlock(handle: Any) -> None:
@@ -311,12 +416,25 @@ class SweepStore:
             kept (no results, or ``keep_previous=False``).
         """
         self.remove_temporary_files()
-        ours = [name for name in os.listdir(self.folder) if self._is_sweep_file(name)]
+        ours = sorted((name for name in os.listdir(self.folder) if self._is_sweep_file(name)), key=self._clear_order)
         if not keep_previous or not any(self._is_result_file(name) for name in ours):
             for name in ours:
                 os.unlink(self.path(name))
             return None
         target = self._new_previous_folder()
-        for name in sorted(ours, key=lambda name: name == SUMMARY_FILE):  # the summary last
+        for name in ours:
             os.replace(self.path(name), os.path.join(target, name))
         return target
+
+    @staticmethod
+    def _clear_order(name: str) -> Tuple[int, str]:
+        """The order :meth:`clear` moves files in: datapoint JSON files, then the other results, then
+        references, the summary last. A reader that finds a datapoint's JSON file but not its columns
+        or reference therefore knows them damaged, not moved away by a new sweep."""
+        if _EVALUATION_RE.match(name) or name.endswith("-evaluation.json"):
+            return 0, name
+        if name == SUMMARY_FILE:
+            return 3, name
+        if _REFERENCE_RE.match(name):
+            return 2, name
+        return 1, name

@@ -59,10 +59,12 @@ class SweepReader:
         self._progress = SweepProgress(total)
 
     def _load_folder(self) -> None:
-        summary = self._records.load()
+        summary = self._records.load()  # a dict whose known fields have their types (SweepStore.read_summary)
         points = self._records.points
-        stored_values = summary.get("lambda_c_values") or []
-        families = summary.get("families") or [None, None]
+        stored_values = summary.get("lambda_c_values")
+        stored_values = stored_values if isinstance(stored_values, list) else []
+        families = summary.get("families")
+        families = families if isinstance(families, list) and families else [None, None]
         if self.config is not None:
             total = self.config.total_points
         else:
@@ -132,11 +134,21 @@ class SweepReader:
         ------
         KeyError
             If no such datapoint has been evaluated.
+        CorruptDatapointError
+            If it is stored but its files cannot be read (damaged, truncated).
         """
         return self._records.record(datapoint_index)
 
     def get_evaluation_view(self, datapoint_index: int) -> Any:
-        """The datapoint's views (counts, per-class figures, instance pages) computed from its columns."""
+        """The datapoint's views (counts, per-class figures, instance pages) computed from its columns.
+
+        Raises
+        ------
+        KeyError
+            If no such datapoint has been evaluated.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
+        """
         return self._records.view(datapoint_index)
 
     def dataframe(self, datapoint_index: int) -> Any:
@@ -150,6 +162,8 @@ class SweepReader:
         ------
         KeyError
             If no such datapoint has been evaluated.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
         ImportError
             If pandas is not installed.
         """

@@ -50,7 +50,9 @@ class SweepRecords:
     # -- reading the folder ----------------------------------------------------------
     def load(self) -> Dict[str, Any]:
         """Read the points and the summary's extras from the folder; return the stored summary."""
-        summary = self.store.read_summary() or {}
+        summary = self.store.read_summary()
+        if not isinstance(summary, dict):  # none, or unreadable (SweepStore.read_summary logged why)
+            summary = {}
         points = self.stored_points()
         with self._lock:
             self.points = points
@@ -128,18 +130,40 @@ class SweepRecords:
             "data": points,
         }
 
-    def record(self, datapoint_index: int) -> Dict[str, Any]:
-        """The seed's full evaluation record of a datapoint (built on demand; KeyError if missing)."""
+    def _check_listed(self, datapoint_index: int) -> None:
+        """KeyError unless the datapoint is a stored point; CorruptDatapointError when its files are
+        there but could not be read when the folder was loaded (so it is not a point)."""
         with self._lock:
-            if datapoint_index not in self.points:
-                raise KeyError(datapoint_index)
+            if datapoint_index in self.points:
+                return
+        if self.files.is_stored(datapoint_index):
+            self.files.view(datapoint_index)  # raises CorruptDatapointError when its files cannot be read
+        raise KeyError(datapoint_index)
+
+    def record(self, datapoint_index: int) -> Dict[str, Any]:
+        """The seed's full evaluation record of a datapoint, built on demand.
+
+        Raises
+        ------
+        KeyError
+            If the datapoint is not stored.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
+        """
+        self._check_listed(datapoint_index)
         return self.files.record(datapoint_index)
 
     def view(self, datapoint_index: int) -> Any:
-        """The view object of a datapoint (counts, per-class, pages), computed from its columns."""
-        with self._lock:
-            if datapoint_index not in self.points:
-                raise KeyError(datapoint_index)
+        """The view object of a datapoint (counts, per-class, pages), computed from its columns.
+
+        Raises
+        ------
+        KeyError
+            If the datapoint is not stored.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
+        """
+        self._check_listed(datapoint_index)
         return self.files.view(datapoint_index)
 
 

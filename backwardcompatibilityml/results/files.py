@@ -22,15 +22,16 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optio
 import numpy as np
 
 from ..evaluation import default_instance_metadata, metric_name
-from ..store import POINT_FIELDS, SweepStore
+from ..store import POINT_FIELDS, SweepStore, listed_point
 from .column_view import ColumnView, ReferenceColumns
 from .columns import EVALUATION_COLUMNS, info_name, read_columns, reference_name
+from .errors import CorruptDatapointError
 from .legacy import normalize_record, point_of_record
 from .record_view import RecordView
 from .views import BaseView
 from .writer import datapoint_point, ensure_reference, write_result
 
-__all__ = ["ResultFiles", "VIEW_CACHE_SIZE", "RECORD_CACHE_SIZE"]
+__all__ = ["ResultFiles", "CorruptDatapointError", "VIEW_CACHE_SIZE", "RECORD_CACHE_SIZE"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ VIEW_CACHE_SIZE = 8
 RECORD_CACHE_SIZE = 2
 _INFO_RE = re.compile(r"^(\d+)-evaluation\.json$")
 _RECORD_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.arrow$")  # a datapoint's columns: a file of the folder
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_LABEL_COLUMNS = ("instance_id", "ground_truth", "h1_prediction")
+# What reading a damaged file raises: OSError (pyarrow's ArrowIOError too), ValueError (ArrowInvalid,
+# UnicodeDecodeError, bad JSON), and what a file of the wrong shape makes the readers raise.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError,
+                RecursionError)
 
 
 class _Lru:
@@ -154,56 +162,115 @@ class ResultFiles:
                 records[int(match.group(1))] = name
         return infos, records
 
+    def is_stored(self, datapoint_index: Any) -> bool:
+        """Whether the folder holds a file of the datapoint (readable or not)."""
+        try:
+            index = int(datapoint_index)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return index >= 0 and (os.path.isfile(self.store.path(info_name(index)))
+                               or os.path.isfile(self.store.path(self.store.evaluation_name(index))))
+
     def read_points(self) -> Dict[int, Dict[str, Any]]:
-        """The summary entry of every datapoint stored in the folder, by index.
+        """The summary entry of every readable datapoint stored in the folder, by index.
 
         Column datapoints are read from their small JSON files; JSON-era
         records from the summary where it lists them complete (their files
-        can be large), else from the record itself.
+        can be large), else from the record itself. A datapoint whose file
+        cannot be read (damaged, or JSON of the wrong shape) is left out with
+        a warning in the log; :meth:`view` then raises
+        :class:`CorruptDatapointError` for it.
         """
         infos, records = self._datapoint_files()
         summary = self.store.read_summary() or {}
-        listed = {
-            p["datapoint_index"]: p for p in summary.get("data") or []
-            if isinstance(p, dict) and all(field in p for field in POINT_FIELDS)
-        }
+        data = summary.get("data")
+        listed = {p["datapoint_index"]: p for p in (data if isinstance(data, list) else []) if listed_point(p)}
         points: Dict[int, Dict[str, Any]] = {}
         for index, name in records.items():
-            if index in listed:
-                points[index] = point_of_record(listed[index])
+            try:
+                if index in listed:
+                    points[index] = point_of_record(listed[index])
+                    continue
+                points[index] = point_of_record(self._load_record(index, name, summary))
+            except KeyError:  # removed since it was listed
                 continue
-            record = self._read_record(index, name, summary)
-            if record is not None:
-                points[index] = point_of_record(record)
+            except CorruptDatapointError as error:
+                logger.warning("skipping datapoint %d of %s: %s", index, self.store.folder, error.reason)
         for index, name in infos.items():
             info = self.store.read_json(name)
-            if info is not None and all(field in info for field in POINT_FIELDS):
+            if info is None:  # gone, or unreadable (read_json logged why)
+                continue
+            if isinstance(info, dict) and all(field in info for field in POINT_FIELDS):
                 points[index] = datapoint_point(info)
+            else:
+                logger.warning("skipping datapoint %d of %s: %s is not a datapoint's JSON object",
+                               index, self.store.folder, name)
         return dict(sorted(points.items()))
 
     # -- reading one datapoint --------------------------------------------------------
-    def _read_record(self, index: int, name: str, summary: Optional[Mapping[str, Any]] = None,
-                     ) -> Optional[Dict[str, Any]]:
-        raw = self.store.read_json(name)
+    def _load_record(self, index: int, name: str, summary: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+        """A JSON-era or earlier-tool record in this project's format.
+
+        Raises
+        ------
+        KeyError
+            If the file is missing.
+        CorruptDatapointError
+            If it cannot be read or is not a complete record.
+        """
+        try:
+            with open(self.store.path(name)) as handle:
+                raw = json.load(handle)
+        except FileNotFoundError:
+            raise KeyError(index) from None
+        except _READ_ERRORS as error:
+            raise CorruptDatapointError(index, f"{name} cannot be read: {error}") from None
         if not isinstance(raw, dict):
-            return None
+            raise CorruptDatapointError(index, f"{name} holds a JSON {type(raw).__name__}, not a record")
         if summary is None:
             summary = self.store.read_summary() or {}
-        record = normalize_record(raw, index, summary)
-        return record if all(field in record for field in POINT_FIELDS) else None
+        try:
+            record = normalize_record(raw, index, summary)
+        except _READ_ERRORS as error:
+            raise CorruptDatapointError(index, f"{name} is not a record this version can read: {error}") from None
+        missing = [field for field in POINT_FIELDS if field not in record]
+        if missing:
+            raise CorruptDatapointError(index, f"{name} lacks the field(s) {', '.join(missing)}")
+        return record
 
     def _reference(self, dataset: str) -> ReferenceColumns:
         path = self.store.path(reference_name(dataset))
         signature = _signature(path)
         if signature is None:
-            raise KeyError(dataset)
+            raise FileNotFoundError(f"{reference_name(dataset)} is missing")
         found = self._references.get(dataset, signature)
         if found is None:
-            found = self._references.put(dataset, signature, ReferenceColumns(read_columns(path)))
+            columns = read_columns(path)
+            for name in _LABEL_COLUMNS:
+                if name not in columns:
+                    raise ValueError(f"{reference_name(dataset)} has no column {name}")
+                if columns[name].ndim != 1 or columns[name].dtype.kind not in "iu":
+                    raise ValueError(f"column {name} of {reference_name(dataset)} is not integers")
+                if columns[name].shape[0] != columns["instance_id"].shape[0]:
+                    raise ValueError(f"the columns of {reference_name(dataset)} have different lengths")
+            confidence = columns.get("h1_confidence")
+            if confidence is not None and (confidence.ndim != 1 or confidence.dtype.kind != "f"
+                                           or confidence.shape[0] != columns["instance_id"].shape[0]):
+                raise ValueError(f"column h1_confidence of {reference_name(dataset)} is not numbers of its length")
+            found = self._references.put(dataset, signature, ReferenceColumns(columns))
         return found
 
     def view(self, datapoint_index: int) -> BaseView:
-        """The views of a datapoint (KeyError when it is not stored or cannot be read)."""
+        """The views of a datapoint.
+
+        Raises
+        ------
+        KeyError
+            If the datapoint is not stored (or a new sweep has just moved its files away).
+        CorruptDatapointError
+            If it is stored but its files cannot be read (truncated, damaged,
+            of the wrong shape); the reason is logged.
+        """
         index = int(datapoint_index)
         info_path = self.store.path(info_name(index))
         signature = _signature(info_path)
@@ -218,31 +285,61 @@ class ResultFiles:
             raise KeyError(index)
         view = self._views.get(index, signature)
         if view is None:
-            record = self._read_record(index, name)
-            if record is None:
-                raise KeyError(index)
-            view = self._views.put(index, signature, RecordView(record))
+            try:
+                record = self._load_record(index, name)
+                record_view = RecordView(record)
+            except CorruptDatapointError as error:
+                logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error.reason)
+                raise
+            except ValueError as error:
+                logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error)
+                raise CorruptDatapointError(index, f"{name}: {error}") from None
+            view = self._views.put(index, signature, record_view)
         return view
 
     def _column_view(self, index: int, info_path: str) -> ColumnView:
+        """The view of a column datapoint (KeyError when its JSON file is gone, CorruptDatapointError when
+        any of its files cannot be read)."""
         try:
             with open(info_path) as handle:
                 info = json.load(handle)
-            reference = self._reference(info["dataset"])
-            h2 = read_columns(self.store.path(info["columns"]))
+            if not isinstance(info, dict):
+                raise ValueError(f"{info_name(index)} holds a JSON {type(info).__name__}, not an object")
+            dataset, columns = info.get("dataset"), info.get("columns")
+            if not isinstance(dataset, str) or not _DATASET_RE.match(dataset):
+                raise ValueError(f"{info_name(index)} names no valid dataset")
+            if not isinstance(columns, str) or not _FILE_NAME_RE.match(columns):
+                raise ValueError(f"{info_name(index)} names no valid columns file")
+            reference = self._reference(dataset)
+            h2 = read_columns(self.store.path(columns))
             missing = [name for name in EVALUATION_COLUMNS[:1] if name not in h2]
             if missing:
                 raise ValueError(f"columns {missing} missing")
+            if h2["h2_prediction"].ndim != 1 or h2["h2_prediction"].dtype.kind not in "iu":
+                raise ValueError("column h2_prediction is not integers")
+            confidence = h2.get("h2_confidence")
+            if confidence is not None and (confidence.ndim != 1 or confidence.dtype.kind != "f"
+                                           or confidence.shape[0] != h2["h2_prediction"].shape[0]):
+                raise ValueError("column h2_confidence is not numbers of the predictions' length")
             return ColumnView(info, reference, h2, self.get_instance_metadata)
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except _READ_ERRORS as error:
+            if not os.path.exists(info_path):  # a new sweep moved the datapoint away (its JSON file first)
+                raise KeyError(index) from None
             logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error)
-            raise KeyError(index) from None
+            raise CorruptDatapointError(index, str(error)) from None
 
     def record(self, datapoint_index: int) -> Dict[str, Any]:
         """The seed's full evaluation record of a datapoint, built on demand.
 
         The same dict object is returned while the datapoint is unchanged and
-        cached (the last few records are kept). KeyError when it is not stored.
+        cached (the last few records are kept).
+
+        Raises
+        ------
+        KeyError
+            If the datapoint is not stored.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
         """
         view = self.view(datapoint_index)
         if isinstance(view, RecordView):
@@ -266,6 +363,8 @@ class ResultFiles:
             If pandas is not installed (``pip install backwardcompatibilityml[pandas]``).
         KeyError
             If the datapoint is not stored.
+        CorruptDatapointError
+            If it is stored but its files cannot be read.
         """
         try:
             import pandas as pd

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from ..store import POINT_FIELDS
+from .record_view import integer_ids
 
 __all__ = ["EARLIER_TOOL", "JSON_ERA", "record_format", "normalize_record", "point_of_record", "family_of_index"]
 
@@ -49,8 +50,30 @@ def family_of_index(datapoint_index: int) -> str:
     return _SEED_FAMILIES[(int(datapoint_index) // 2) % 2]
 
 
-def _sorted_ids(values: Any) -> List[int]:
-    return np.unique(np.asarray(values or [], dtype=np.int64)).tolist()
+def _sorted_ids(values: Any, what: str = "an id list") -> List[int]:
+    return np.unique(integer_ids(values if values is not None else [], what)).tolist()
+
+
+def _int(value: Any, what: str) -> int:
+    """An integer field of a stored record (an int, or a float with an integer value).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is anything else (a string, None, a bool, ``1.5``).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError(f"{what} must be an integer, not {value!r:.40}")
+
+
+def _number(value: Any, what: str) -> float:
+    """A numeric field of a stored record as a float (ValueError for a string, None, a bool...)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"{what} must be a number, not {value!r:.40}")
 
 
 def _ratio(numerator: int, denominator: int, empty: float) -> float:
@@ -75,6 +98,12 @@ def normalize_record(record: Dict[str, Any], datapoint_index: int, summary: Opti
     summary : mapping, optional
         The folder's parsed ``sweep_summary.json``: the earlier tool kept the
         family flags and h1's test performance there.
+
+    Raises
+    ------
+    ValueError
+        If a field the earlier tool's format needs has the wrong type (an
+        instance id or a class that is not an integer...).
     """
     if record_format(record) == JSON_ERA:
         record.setdefault("datapoint_index", datapoint_index)
@@ -82,10 +111,14 @@ def normalize_record(record: Dict[str, Any], datapoint_index: int, summary: Opti
     summary = summary or {}
     point = next((p for p in summary.get("data") or []
                   if isinstance(p, dict) and p.get("datapoint_index") == datapoint_index), {})
-    overlap = list(record.get("models_error_overlap") or [[], [], []]) + [[], [], []]
-    h1_errors, h2_errors = _sorted_ids(overlap[0]), _sorted_ids(overlap[1])
+    overlap = record.get("models_error_overlap") or [[], [], []]
+    if not isinstance(overlap, list):
+        raise ValueError("models_error_overlap must be a list of id lists")
+    overlap = overlap + [[], [], []]
+    h1_errors = _sorted_ids(overlap[0], "models_error_overlap[0]")
+    h2_errors = _sorted_ids(overlap[1], "models_error_overlap[1]")
     common = np.intersect1d(h1_errors, h2_errors).tolist()
-    size = int(record.get("dataset_size") or 0)
+    size = _int(record.get("dataset_size") or 0, "dataset_size")
     n1, n2, nc = len(h1_errors), len(h2_errors), len(common)
     testing = bool(record.get("testing", point.get("testing", datapoint_index % 2 == 1)))
     family = ("new-error" if point.get("new-error") else "strict-imitation" if point.get("strict-imitation")
@@ -93,7 +126,7 @@ def normalize_record(record: Dict[str, Any], datapoint_index: int, summary: Opti
     instances: Dict[str, Dict[str, Any]] = {}
     for entry in record.get("error_instances") or []:
         if isinstance(entry, dict) and "instance_id" in entry:
-            instance_id = int(entry["instance_id"])
+            instance_id = _int(entry["instance_id"], "instance_id")
             instances[str(instance_id)] = {
                 "instance_id": instance_id,
                 "metadata": entry.get("metadata") if entry.get("metadata") not in (None, "") else str(instance_id),
@@ -101,16 +134,16 @@ def normalize_record(record: Dict[str, Any], datapoint_index: int, summary: Opti
                 "h2_prediction": _as_int(entry.get("h2_prediction")),
                 "ground_truth": _as_int(entry.get("ground_truth")),
             }
-    classes = [int(c) for c in record.get("sorted_classes") or []]
+    classes = [_int(c, "a class of sorted_classes") for c in record.get("sorted_classes") or []]
     incompatible: Dict[int, List[int]] = {c: [] for c in classes}
     for row in record.get("h2_incompatible_instance_ids_by_class") or []:
         if isinstance(row, dict) and "class" in row:
             ids = row.get("incompatibleInstanceIds", row.get("instance_ids")) or []
-            incompatible.setdefault(int(row["class"]), []).extend(int(i) for i in ids)
+            incompatible.setdefault(_int(row["class"], "class"), []).extend(_sorted_ids(ids, "incompatibleInstanceIds"))
     h2_performance = record.get("h2_performance", point.get("performance"))
     return {
-        "datapoint_index": int(record.get("datapoint_index", datapoint_index)),
-        "lambda_c": float(record.get("lambda_c", point.get("lambda_c", 0.0))),
+        "datapoint_index": _int(record.get("datapoint_index", datapoint_index), "datapoint_index"),
+        "lambda_c": _number(record.get("lambda_c", point.get("lambda_c", 0.0)), "lambda_c"),
         "training": not testing,
         "testing": testing,
         "new-error": family == "new-error",

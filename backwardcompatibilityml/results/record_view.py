@@ -9,7 +9,73 @@ import numpy as np
 
 from .views import MISSING, BaseView, ErrorTable
 
-__all__ = ["RecordView"]
+__all__ = ["RecordView", "integer_ids"]
+
+_INT64_LIMIT = float(2 ** 63)
+
+
+def integer_ids(values: Any, what: str) -> np.ndarray:
+    """A list of instance ids (or classes) from a stored record as an int64 array.
+
+    Parameters
+    ----------
+    values : list
+        The stored list: integers, or floats with integer values (``3.0``).
+    what : str
+        What the list is, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, int64, in the stored order.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not a flat list of integers within int64 (a string,
+        None, ``1.5``, a bool, a nested list...).
+    """
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise ValueError(f"{what} must be a list of integers, not {type(values).__name__}")
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    try:
+        array = np.asarray(values)
+    except (OverflowError, ValueError, TypeError):
+        raise ValueError(f"{what} must be a flat list of integers") from None
+    kind = array.dtype.kind
+    if array.ndim == 1 and kind == "i":
+        return array.astype(np.int64, copy=False)
+    if array.ndim == 1 and kind == "u" and int(array.max()) < 2 ** 63:
+        return array.astype(np.int64)
+    if array.ndim == 1 and kind == "f" and bool(np.all(np.isfinite(array))) \
+            and bool(np.all(array == np.trunc(array))) and bool(np.all(np.abs(array) < _INT64_LIMIT)):
+        return array.astype(np.int64)
+    raise ValueError(f"{what} must be a flat list of integers within int64")
+
+
+def _check_rows(record: Dict[str, Any], key: str) -> None:
+    rows = record.get(key)
+    if rows is None:
+        return
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"{key} must be a list of objects")
+
+
+def _check_record(record: Any) -> None:
+    """Raise ValueError unless ``record`` has the shapes :class:`RecordView` reads (``docs/api.md``)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"the record must be a JSON object, not {type(record).__name__}")
+    classes = record.get("sorted_classes")
+    if classes is not None and not isinstance(classes, list):
+        raise ValueError("sorted_classes must be a list")
+    for key in ("h1_accuracy_by_class", "h2_accuracy_by_class", "h2_incompatible_instance_ids_by_class"):
+        _check_rows(record, key)
+    instances = record.get("error_instances")
+    if instances is not None and (
+            not isinstance(instances, dict)
+            or not all(entry is None or isinstance(entry, dict) for entry in instances.values())):
+        raise ValueError("error_instances must be an object of objects keyed by instance id")
 
 
 def _int_or_missing(value: Any) -> int:
@@ -31,14 +97,33 @@ class RecordView(BaseView):
         The evaluation record in this project's format (``docs/api.md``):
         ``models_error_overlap``, ``*_accuracy_by_class``,
         ``h2_incompatible_instance_ids_by_class``, ``error_instances``.
+
+    Raises
+    ------
+    ValueError
+        If the record does not have those shapes (a field of the wrong type,
+        ids that are not integers): it is checked here, so that no view
+        computed later fails on it.
     """
 
     def __init__(self, record: Dict[str, Any]) -> None:
         super().__init__()
+        _check_record(record)
         self.record_ = record
-        overlap = record.get("models_error_overlap") or [[], [], []]
-        self.h1_errors = np.unique(np.asarray(overlap[0], dtype=np.int64))
-        self.h2_errors = np.unique(np.asarray(overlap[1], dtype=np.int64))
+        overlap = record.get("models_error_overlap")
+        if overlap is None or overlap == []:
+            overlap = [[], [], []]
+        if not isinstance(overlap, list) or len(overlap) < 2:
+            raise ValueError("models_error_overlap must be a list of two or three id lists")
+        self.h1_errors = np.unique(integer_ids(overlap[0], "models_error_overlap[0]"))
+        self.h2_errors = np.unique(integer_ids(overlap[1], "models_error_overlap[1]"))
+        for row in record.get("h2_incompatible_instance_ids_by_class") or []:
+            if row.get("instance_ids") is not None:
+                integer_ids(row["instance_ids"], "h2_incompatible_instance_ids_by_class instance_ids")
+        try:
+            self.class_rows()  # the per-class figures, from the shapes checked above
+        except (TypeError, AttributeError) as error:
+            raise ValueError(f"the per-class rows cannot be read: {error}") from None
 
     def scalars(self) -> Dict[str, Any]:
         return {k: v for k, v in self.record_.items() if not isinstance(v, (list, dict, tuple))}

@@ -26,7 +26,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 from flask import Blueprint, Flask, Response, request, stream_with_context
@@ -36,8 +36,9 @@ from werkzeug.routing import RequestRedirect
 
 from ...callbacks import UserCallbackError
 from ...engine.errors import public_error_message
-from ...results import FULL_RECORD_MAX_ERRORS, BaseView, FullRecordTooLarge, RecordView
+from ...results import FULL_RECORD_MAX_ERRORS, BaseView, CorruptDatapointError, FullRecordTooLarge, RecordView
 from ...results.views import REGIONS, SORT_KEYS
+from ...validation import check_str, check_str_list
 from .environment import is_loopback_host
 from .images import ImageConversionError, is_response, placeholder_png, to_png_bytes
 
@@ -63,9 +64,14 @@ MAX_PAGE_LIMIT = 500
 DEFAULT_PAGE_LIMIT = 50
 _MAX_ID = 2 ** 63 - 1
 _ID_RE = re.compile(r"^[0-9]+\Z")
-_INT_RE = re.compile(r"^-?[0-9]{1,18}$")
-_INT_ARG_RE = re.compile(r"^-?[0-9]{1,19}\Z")
+# Integers in query parameters: like ids in paths, decimal digits with any
+# number of leading zeros (``007`` is 7), here with an optional minus sign.
+_INT_ARG_RE = re.compile(r"^-?[0-9]+\Z")
+_MAX_CLASS_DIGITS = 18
 _SLASHES_RE = re.compile(r"/{2,}")
+# instances.csv: the first rows (up to this many characters) are made before the
+# answer starts, so that a failing callback still gets a 500; a longer CSV streams on.
+_CSV_PREFETCH_CHARS = 8 * 1024 * 1024
 # Status fields that stay in Python (SweepManager.get_sweep_status()) and are
 # never sent over HTTP.
 _PRIVATE_STATUS_KEYS = ("error_traceback",)
@@ -168,16 +174,29 @@ def _arg(name: str) -> Optional[str]:
     return value.strip()
 
 
+def _parse_int_text(text: str, max_digits: int) -> Optional[int]:
+    """The integer written by ``text`` (``-?digits``, leading zeros allowed),
+    or None when it is malformed or has more than ``max_digits`` significant
+    digits: the rule of ids in paths, with a sign."""
+    if not _INT_ARG_RE.match(text):
+        return None
+    negative = text.startswith("-")
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if len(digits) > max_digits:
+        return None
+    return -int(digits) if negative else int(digits)
+
+
 def _int_arg(name: str, default: int, low: int, high: Optional[int]) -> int:
     """An integer query parameter in [low, high] (high None: up to int64);
-    400 when malformed or out of range."""
+    400 when malformed or out of range. Leading zeros are accepted."""
     value = _arg(name)
     if value is None:
         return default
     if not _INT_ARG_RE.match(value):
         raise ApiError(400, "Parameter '%s' must be an integer." % name)
-    number = int(value)
-    if number < low or number > (_MAX_ID if high is None else high):
+    number = _parse_int_text(value, 19)
+    if number is None or number < low or number > (_MAX_ID if high is None else high):
         if high is None:
             raise ApiError(400, "Parameter '%s' must be between %d and 2**63 - 1." % (name, low))
         raise ApiError(400, "Parameter '%s' must be between %d and %d." % (name, low, high))
@@ -204,11 +223,22 @@ def generate_token() -> str:
     return secrets.token_hex(24)
 
 
-def _split_host(host_header: str) -> str:
+_PORT_RE = re.compile(r"^[0-9]*\Z")
+
+
+def _split_host(host_header: str) -> Optional[str]:
+    """The host name of a Host header (port and trailing dot removed,
+    lower case), or None when it is malformed (``[::1`` without its
+    closing bracket, ``[::1]x``)."""
     host = host_header.strip().lower()
     if host.startswith("["):
         end = host.find("]")
-        return host[1:end] if end > 0 else host
+        rest = host[end + 1:]
+        if end <= 1 or (rest and not (rest.startswith(":") and _PORT_RE.match(rest[1:]))):
+            return None
+        return host[1:end]
+    if "[" in host or "]" in host:
+        return None
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
@@ -219,10 +249,26 @@ def _host_allowed(app: Flask) -> bool:
     if header is None:
         return True  # HTTP/1.0 without Host: not a browser, no rebinding
     host = _split_host(header)
+    if host is None:
+        return False
     if is_loopback_host(host):
         return True
     allowed = app.config.get(ALLOWED_HOSTS_CONFIG_KEY) or ()
     return "*" in allowed or host in allowed
+
+
+def _allowed_host_names(allowed_hosts: Any) -> frozenset:
+    """The names of ``allowed_hosts`` as the Host check compares them."""
+    names = set()
+    for entry in check_str_list(allowed_hosts, "allowed_hosts"):
+        if entry == "*":
+            names.add("*")
+            continue
+        name = _split_host(entry)
+        if name is None:
+            raise ValueError("allowed_hosts must hold host names, got the malformed %r" % (entry,))
+        names.add(name)
+    return frozenset(names)
 
 
 def _query_token_allowed() -> bool:
@@ -293,6 +339,28 @@ def _is_already_running_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "SweepAlreadyRunningError"
 
 
+# ---------------------------------------------------------------- streaming
+
+
+def _prefetch(chunks: Iterator[str], limit: int) -> Tuple[List[str], bool]:
+    """Take chunks until ``limit`` characters or the end; whether it ended.
+
+    Exceptions of the generator propagate here, before any header is sent."""
+    head: List[str] = []
+    size = 0
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            return head, False
+    return head, True
+
+
+def _chain(head: List[str], rest: Iterator[str]) -> Iterator[str]:
+    yield from head
+    yield from rest
+
+
 # ---------------------------------------------------------------- registration
 
 
@@ -309,9 +377,9 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
         The sweep behind the API.
     token : str, optional
         The secret every request must present; generated when None.
-    allowed_hosts : iterable of str, optional
+    allowed_hosts : list of str, optional
         Host names accepted in the Host header besides loopback names;
-        ``"*"`` turns the check off.
+        ``"*"`` turns the check off. A single ``str`` is refused.
     standalone_page : bool
         Serve the widget as a full page at ``/`` (skipped when the app already
         has a route there).
@@ -320,16 +388,24 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
     -------
     str
         The token, also stored in ``app.config["BCML_TOKEN"]``.
+
+    Raises
+    ------
+    TypeError
+        ``allowed_hosts`` is a ``str`` or holds a non-``str`` item, or
+        ``token`` is not a ``str``.
+    ValueError
+        The API is already registered on ``app``, ``token`` is empty, or an
+        entry of ``allowed_hosts`` is malformed.
     """
     if "bcml_api" in app.blueprints:
         raise ValueError("the widget API is already registered on this app")
+    allowed_names = _allowed_host_names(allowed_hosts)
+    check_str(token, "token", allow_empty=False, allow_none=True)
     if token is None:
         token = generate_token()
-    if not isinstance(token, str) or not token:
-        raise ValueError("token must be a non-empty string")
     app.config[TOKEN_CONFIG_KEY] = token
-    app.config[ALLOWED_HOSTS_CONFIG_KEY] = frozenset(
-        _split_host(h) if h != "*" else "*" for h in (allowed_hosts or ()))
+    app.config[ALLOWED_HOSTS_CONFIG_KEY] = allowed_names
     if standalone_page and any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         standalone_page = False  # the app has its own page at "/": leave it alone
     cache = _ViewCache(max(2, int(getattr(sweep_manager, "RECORD_CACHE_SIZE", _CACHE_SIZE))))
@@ -423,6 +499,8 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
             record = sweep_manager.get_evaluation(index)
         except (KeyError, IndexError, FileNotFoundError):
             raise ApiError(404, "Unknown evaluation id %d." % index) from None
+        except CorruptDatapointError:  # its reason (file names) is logged, never sent
+            raise ApiError(500, "Datapoint %d is stored but its files cannot be read." % index) from None
         if record is None:
             raise ApiError(404, "Unknown evaluation id %d." % index)
         return cache.get(index, record)
@@ -438,9 +516,10 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
         class_text = _arg("class")
         class_ = None
         if class_text is not None:
-            if not _INT_RE.match(class_text):
-                raise ApiError(400, "Parameter 'class' must be an integer.")
-            class_ = int(class_text)
+            class_ = _parse_int_text(class_text, _MAX_CLASS_DIGITS)
+            if class_ is None:
+                raise ApiError(400, "Parameter 'class' must be an integer of at most %d digits."
+                               % _MAX_CLASS_DIGITS)
         sort = _arg("sort") or "instance_id"
         if sort.lstrip("-") not in SORT_KEYS or sort.count("-") > 1 or (
                 "-" in sort and not sort.startswith("-")):
@@ -516,7 +595,15 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
         query = instance_query()
         view = evaluation_view(id_text)
         positions = view.select(**query)  # before streaming: errors still get their status
-        response = Response(stream_with_context(view.csv_chunks(positions)), mimetype="text/csv")
+        # The rows of the first _CSV_PREFETCH_CHARS are made here, so that a failing user
+        # callback (get_instance_metadata) answers 500 JSON like /instances, not a cut download.
+        chunks = view.csv_chunks(positions)
+        head, finished = _prefetch(chunks, _CSV_PREFETCH_CHARS)
+        if finished:
+            body: Any = "".join(head)
+        else:
+            body = stream_with_context(_chain(head, chunks))
+        response = Response(body, mimetype="text/csv")
         response.headers["Content-Disposition"] = (
             'attachment; filename="evaluation-%d-instances.csv"' % parse_id(id_text, "evaluation id"))
         return response
