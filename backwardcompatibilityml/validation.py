@@ -18,13 +18,14 @@ import math
 import numbers
 import os
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
 __all__ = [
     "check_scalar", "check_bool", "check_positive_int", "check_class", "check_optimizer_class",
     "check_loss_class", "check_callable", "check_kwargs", "check_folder", "check_lambda_c",
+    "check_instance", "check_str", "check_str_list", "check_port",
 ]
 
 TypeSpec = Union[type, Tuple[type, ...]]
@@ -266,3 +267,135 @@ def check_folder(folder_name: Any, name: str = "folder_name") -> str:
         reason = error.strerror or type(error).__name__
         raise ValueError(f"{name} {folder!r} is not writable: {reason}") from None
     return folder
+
+
+def check_instance(value: Any, name: str, cls: type) -> Any:
+    """Check that an argument is an instance of ``cls``.
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Name of the argument.
+    cls : type
+        The required class.
+
+    Returns
+    -------
+    object
+        ``value``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an instance of ``cls``.
+    """
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__module__}.{cls.__qualname__}, "
+                        f"got {type(value).__name__}: {value!r}")
+    return value
+
+
+def check_str(value: Any, name: str, *, allow_empty: bool = True, allow_none: bool = False) -> Optional[str]:
+    """Check a text argument: a ``str`` (not ``bytes``).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Name of the argument.
+    allow_empty : bool
+        Accept ``""``.
+    allow_none : bool
+        Accept ``None`` (returned as is).
+
+    Returns
+    -------
+    str or None
+        ``value``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a ``str`` (nor an allowed ``None``).
+    ValueError
+        If it is empty and ``allow_empty`` is False.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+    if not allow_empty and not value:
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
+def check_str_list(value: Any, name: str, *, allow_none: bool = True) -> Tuple[str, ...]:
+    """Check an argument that is a collection of strings (a list of host names...).
+
+    A plain ``str`` is refused rather than read as its characters
+    (``"example.com"`` would otherwise mean ``"e"``, ``"x"``, ...).
+
+    Parameters
+    ----------
+    value : object
+        The value to check: an iterable of ``str`` (list, tuple, set...).
+    name : str
+        Name of the argument.
+    allow_none : bool
+        Accept ``None``, read as no strings.
+
+    Returns
+    -------
+    tuple of str
+        The strings, in iteration order.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is a ``str`` or ``bytes``, is not iterable, or holds an
+        item that is not a ``str``.
+    """
+    if value is None and allow_none:
+        return ()
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a list of str, got the single {type(value).__name__} {value!r}: "
+                        f"pass [{value!r}]")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of str, got {type(value).__name__}: {value!r}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must hold only str items, got {type(item).__name__}: {item!r}")
+    return items
+
+
+def check_port(value: Any, name: str = "port", *, allow_none: bool = True) -> Optional[int]:
+    """Check a TCP port: an ``int`` in [0, 65535] (0: the system chooses).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+    name : str
+        Name of the argument.
+    allow_none : bool
+        Accept ``None`` (no port given).
+
+    Returns
+    -------
+    int or None
+        The port.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an ``int`` (``bool`` and ``"5000"`` are refused).
+    ValueError
+        If it lies outside [0, 65535].
+    """
+    if value is None and allow_none:
+        return None
+    return int(check_scalar(value, name, numbers.Integral, min_val=0, max_val=65535))

@@ -10,12 +10,20 @@ Public API (``reference/compatibility_analysis_api.txt``):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional
+import socket
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 from urllib.parse import urlparse
 
 from flask import Flask
 
 from backwardcompatibilityml.metrics import model_accuracy
+from backwardcompatibilityml.validation import (
+    check_bool,
+    check_instance,
+    check_port,
+    check_str,
+    check_str_list,
+)
 
 from . import api as _api
 from . import environment as _environment
@@ -25,7 +33,14 @@ from .display import NotebookDisplay
 from .environment import WILDCARD_HOSTS as _WILDCARD_HOSTS
 from .environment import build_environment_params
 from .environment import detect_environment as _detect_environment
-from .server import DEFAULT_HOST, DEFAULT_PORT_RANGE, PortInUseError, WidgetServer
+from .server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT_RANGE,
+    PortInUseError,
+    WidgetServer,
+    bind_socket,
+    check_host,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from backwardcompatibilityml.sweep_management import SweepManager
@@ -40,6 +55,52 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _check_serve_options(port: Any, host: Any, allowed_hosts: Any, display_widget: Any,
+                         token: Any) -> Dict[str, Any]:
+    """Check the server arguments of a widget (TypeError or ValueError naming
+    the argument); returns them as keyword arguments of ``_serve``."""
+    port = check_port(port, "port")
+    check_str(host, "host")
+    hosts = check_str_list(allowed_hosts, "allowed_hosts")
+    check_bool(display_widget, "display_widget")
+    check_str(token, "token", allow_empty=False, allow_none=True)
+    return {"port": port, "host": host, "allowed_hosts": hosts,
+            "display_widget": bool(display_widget), "token": token}
+
+
+def _bind_then_retire(folder: Any, port: Optional[int], host: str,
+                      retire: Callable[[], Any]) -> Tuple[Optional[socket.socket], Any]:
+    """Bind the new widget's listening socket while earlier widgets still serve, then ``retire()`` them.
+
+    A port that is taken, or a host that cannot be listened on, then raises
+    before any earlier widget is closed or its sweep cancelled. An explicit
+    ``port`` that an earlier widget of this process serves is taken over
+    from it (:func:`registry.release_port`), except from a widget of the same
+    folder: that one must be retired first (its sweep cancelled), so only the
+    host is checked before, the socket is None and :meth:`_serve` binds after
+    the retirement. The socket is closed if ``retire`` raises.
+
+    Returns
+    -------
+    (socket or None, object)
+        The bound socket and what ``retire()`` returned.
+    """
+    sock: Optional[socket.socket] = None
+    if port is not None and port != 0 and any(
+            getattr(w, "port", None) == port and w.running for w in _registry.widgets_for(folder)):
+        check_host(host)
+    else:
+        if port is not None and port != 0:
+            _registry.release_port(port)
+        sock = bind_socket(host, port, DEFAULT_PORT_RANGE)
+    try:
+        return sock, retire()
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
 
 
 def default_get_instance_metadata(instance_id: int) -> str:
@@ -99,8 +160,9 @@ def init_app_routes(app: Flask, sweep_manager: "SweepManager", token: Optional[s
         (GET ``instance_data`` and the standalone page also take the query
         parameter ``token``). When None, a random one is generated. Either
         way it is stored in ``app.config["BCML_TOKEN"]``.
-    allowed_hosts : iterable of str, optional
-        Host names accepted in the Host header besides loopback addresses.
+    allowed_hosts : list of str, optional
+        Host names accepted in the Host header besides loopback addresses
+        (a single ``str`` is refused with a ``TypeError``).
     standalone_page : bool
         Serve the widget as a full page at ``GET /?token=...``.
 
@@ -195,9 +257,10 @@ class CompatibilityAnalysis(NotebookDisplay):
     host : str, keyword-only
         Interface to listen on; ``"127.0.0.1"`` by default. Another value
         exposes the API (still token-protected) to the network.
-    allowed_hosts : iterable of str, keyword-only
+    allowed_hosts : list of str, keyword-only
         Extra names accepted in the Host header (loopback names, ``host`` and
-        the environment's base URL host are always accepted).
+        the environment's base URL host are always accepted). A single
+        ``str`` is refused: pass ``["example.com"]``.
     display_widget : bool, keyword-only
         Display the widget at once (in IPython), or print the standalone page
         URL outside IPython. Default True.
@@ -217,6 +280,12 @@ class CompatibilityAnalysis(NotebookDisplay):
 
     Raises
     ------
+    TypeError, ValueError
+        A wrong argument; the message names it. ``host`` must be a ``str``
+        this process can listen on (a name that does not resolve, or an
+        address of another machine, is a ``ValueError``), ``allowed_hosts``
+        a list of ``str`` (a single ``str`` is refused), ``port`` an ``int``
+        in [0, 65535].
     PortInUseError
         The given ``port`` is taken by another program, or no port in
         5000-5099 is free.
@@ -272,12 +341,13 @@ class CompatibilityAnalysis(NotebookDisplay):
                 executor=executor)
 
         # Wrong arguments raise here, before an earlier widget is touched.
+        options = _check_serve_options(port, host, allowed_hosts, display_widget, token)
         sweep_manager = new_manager()
-        if _registry.retire_earlier(folder_name, trainable=True):
-            # Read the folder again, now that the earlier sweep stored its last point.
+        sock, retired = _bind_then_retire(sweep_manager.folder_name, port, host,
+                                          lambda: _registry.retire_earlier(folder_name, trainable=True))
+        if retired:  # read the folder again, now that the earlier sweep stored its last point
             sweep_manager = new_manager()
-        self._serve(sweep_manager, port=port, host=host, allowed_hosts=allowed_hosts,
-                    display_widget=display_widget, token=token)
+        self._serve(sweep_manager, sock=sock, **options)  # owns the socket from here
 
     @classmethod
     def from_sweep_manager(cls, sweep_manager: "SweepManager", port: Optional[int] = None, *,
@@ -291,7 +361,8 @@ class CompatibilityAnalysis(NotebookDisplay):
         Earlier widgets of this process on the same folder are closed and
         their sweeps cancelled (unless it is ``sweep_manager``'s); a
         read-only ``sweep_manager`` (``SweepManager.open_folder``) only
-        replaces earlier read-only widgets.
+        replaces earlier read-only widgets. Every argument is checked, and
+        the server's port bound, before any earlier widget is touched.
 
         Parameters
         ----------
@@ -303,39 +374,54 @@ class CompatibilityAnalysis(NotebookDisplay):
         Returns
         -------
         CompatibilityAnalysis
+
+        Raises
+        ------
+        TypeError, ValueError
+            A wrong argument (the message names it); ``host`` cannot be
+            listened on.
+        PortInUseError
+            As for the constructor.
         """
-        _registry.retire_earlier(sweep_manager.folder_name,
-                                 trainable=_registry.can_train(sweep_manager),
-                                 keep_manager=sweep_manager)
+        from backwardcompatibilityml.sweep_management import SweepManager
+
+        check_instance(sweep_manager, "sweep_manager", SweepManager)
+        options = _check_serve_options(port, host, allowed_hosts, display_widget, token)
+        sock, _ = _bind_then_retire(sweep_manager.folder_name, port, host, lambda: _registry.retire_earlier(
+            sweep_manager.folder_name, trainable=_registry.can_train(sweep_manager), keep_manager=sweep_manager))
         widget = cls.__new__(cls)
-        widget._serve(sweep_manager, port=port, host=host, allowed_hosts=allowed_hosts,
-                      display_widget=display_widget, token=token)
+        widget._serve(sweep_manager, sock=sock, **options)  # owns the socket from here
         return widget
 
     # ------------------------------------------------------------------ setup
 
     def _serve(self, sweep_manager: Any, *, port: Optional[int], host: str,
-               allowed_hosts: Optional[Iterable[str]], display_widget: bool,
-               token: Optional[str]) -> None:
+               allowed_hosts: Tuple[str, ...], display_widget: bool,
+               token: Optional[str], sock: Optional[socket.socket] = None) -> None:
         self.sweep_manager = sweep_manager
         self.host = host
         self._server: Optional[WidgetServer] = None
-        if port is not None:
-            _registry.release_port(port)
-        # Routes first (Flask refuses new ones after the first request), then
-        # the server (which picks the port), then the environment, whose base
-        # URL depends on the port and adds its host to the allowed Host names.
-        self.app = Flask(__name__)
-        extra_hosts = set(allowed_hosts or ())
-        if host not in _WILDCARD_HOSTS:
-            extra_hosts.add(host)
-        else:
-            extra_hosts.update(_environment.wildcard_names())
-        self.token = init_app_routes(self.app, sweep_manager, token=token,
-                                     allowed_hosts=extra_hosts)
-        self.app.config["BCML_JSON_ERRORS_EVERYWHERE"] = True  # the whole app is ours
-        self._server = WidgetServer(self.app, host=host, port=port,
-                                    port_range=DEFAULT_PORT_RANGE)
+        if sock is None:
+            if port is not None:
+                _registry.release_port(port)
+            sock = bind_socket(host, port, DEFAULT_PORT_RANGE)
+        try:
+            # Routes first (Flask refuses new ones after the first request), then
+            # the server (on the bound port), then the environment, whose base
+            # URL depends on the port and adds its host to the allowed Host names.
+            self.app = Flask(__name__)
+            extra_hosts = set(allowed_hosts)
+            if host not in _WILDCARD_HOSTS:
+                extra_hosts.add(host)
+            else:
+                extra_hosts.update(_environment.wildcard_names())
+            self.token = init_app_routes(self.app, sweep_manager, token=token,
+                                         allowed_hosts=extra_hosts)
+            self.app.config["BCML_JSON_ERRORS_EVERYWHERE"] = True  # the whole app is ours
+        except BaseException:
+            sock.close()
+            raise
+        self._server = WidgetServer(self.app, host=host, sock=sock)
         self.port = self._server.port
         self.app.config["BCML_PORT"] = self.port
         try:

@@ -48,6 +48,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
+from ...validation import check_port, check_str
+
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT_RANGE",
@@ -56,6 +58,7 @@ __all__ = [
     "PortInUseError",
     "WidgetServer",
     "bind_socket",
+    "check_host",
     "connection_limit",
     "live_servers",
 ]
@@ -160,11 +163,56 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _validate_port(port: Any) -> int:
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError("port must be an integer, got %r" % (port,))
-    if not 0 <= port <= 65535:
-        raise ValueError("port must be between 0 and 65535, got %d" % port)
-    return port
+    checked = check_port(port, "port", allow_none=False)
+    assert checked is not None
+    return checked
+
+
+# Errors of bind() that concern the port (taken, or privileged); any other error concerns the host.
+_PORT_ERRNOS = frozenset(
+    code for code in (errno.EADDRINUSE, errno.EACCES, getattr(errno, "WSAEADDRINUSE", None),
+                      getattr(errno, "WSAEACCES", None)) if code is not None)
+
+
+def _is_port_error(exc: OSError) -> bool:
+    """Whether a failed bind() blames the port rather than the host."""
+    return not isinstance(exc, socket.gaierror) and exc.errno in _PORT_ERRNOS
+
+
+def _host_error(host: str, exc: OSError) -> ValueError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return ValueError(
+        "host %r cannot be listened on: %s. Pass an address of this machine, e.g. "
+        "host='127.0.0.1' (the default) or host='0.0.0.0' for every interface." % (host, reason))
+
+
+def check_host(host: Any) -> str:
+    """Check that this process can listen on ``host`` (a trial bind on a
+    port the system chooses, closed at once).
+
+    Parameters
+    ----------
+    host : str
+        The interface address or name.
+
+    Returns
+    -------
+    str
+        ``host``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``host`` is not a ``str``.
+    ValueError
+        If it does not resolve, or is not an address of this machine.
+    """
+    check_str(host, "host")
+    try:
+        _bind(host, 0).close()
+    except OSError as exc:
+        raise _host_error(host, exc) from None
+    return host
 
 
 def bind_socket(host: str, port: Optional[int] = None,
@@ -188,28 +236,34 @@ def bind_socket(host: str, port: Optional[int] = None,
 
     Raises
     ------
+    TypeError
+        ``host`` is not a ``str``, or ``port`` not an ``int``.
+    ValueError
+        ``port`` is outside [0, 65535], or ``host`` cannot be listened on
+        (it does not resolve, or is not an address of this machine).
     PortInUseError
         The given port is taken, or no port of the range is free.
     """
+    check_str(host, "host")
     if port is not None:
         port = _validate_port(port)
         try:
             return _bind(host, port)
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, getattr(errno, "WSAEADDRINUSE", -1)):
+            if _is_port_error(exc):
                 raise PortInUseError(
                     "Port %d on %s is already in use (or not allowed). Pass another "
                     "port, or port=None to take a free one in %d-%d."
                     % (port, host, DEFAULT_PORT_RANGE[0], DEFAULT_PORT_RANGE[-1]),
                     port=port) from None
-            raise
+            raise _host_error(host, exc) from None
     ports = list(port_range)
     for candidate in ports:
         try:
             return _bind(host, candidate)
         except OSError as exc:
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-                raise  # the host is wrong, not the port
+            if not _is_port_error(exc):
+                raise _host_error(host, exc) from None  # the host is wrong, not the port
             continue
     raise PortInUseError(
         "No free port in %d-%d on %s. Close other widgets or pass port=."
@@ -240,6 +294,11 @@ class WidgetServer:
         system choose.
     port_range : iterable of int
         Ports tried when ``port`` is None.
+    sock : socket.socket, optional, keyword-only
+        A listening socket already bound (by :func:`bind_socket`) to serve
+        instead of binding one; ``port`` and ``port_range`` are then unused.
+        The server owns it from then on (it is closed if the server fails
+        to start).
 
     Attributes
     ----------
@@ -257,12 +316,14 @@ class WidgetServer:
     """
 
     def __init__(self, app: Any, host: str = DEFAULT_HOST, port: Optional[int] = None,
-                 port_range: Iterable[int] = DEFAULT_PORT_RANGE) -> None:
+                 port_range: Iterable[int] = DEFAULT_PORT_RANGE, *,
+                 sock: Optional[socket.socket] = None) -> None:
         self.host = host
         self._closed = False
         self._close_lock = threading.Lock()
         self.max_connections = connection_limit()
-        sock = bind_socket(host, port, port_range)
+        if sock is None:
+            sock = bind_socket(host, port, port_range)
         self.port = sock.getsockname()[1]
         dispatcher = _Dispatcher()
         try:
