@@ -8,12 +8,13 @@ extends it with the configuration of a new sweep and the training lifecycle.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+import os
+from typing import Any, Dict, List, Optional, Tuple
 
 from .engine.config import SweepConfig
-from .engine.progress import FAILED, SweepProgress, stored_state
+from .engine.progress import FAILED, RUNNING, SweepProgress, stored_state
 from .engine.records import SweepRecords
-from .store import SweepStore
+from .store import SUMMARY_FILE, SweepStore
 
 __all__ = ["SweepReader"]
 
@@ -42,6 +43,13 @@ class SweepReader:
     A folder whose results were made with another configuration (a
     different fingerprint) is served as it is, with a warning in the log,
     until a new sweep replaces it.
+
+    A reader opened read-only follows a sweep that another process writes
+    into the folder: every read first checks (two ``stat`` calls) whether the
+    folder or its summary changed since it was read, and reads it again if
+    so; while the stored state is ``running`` it also checks that the writer
+    still holds the folder's lock, so a writer that died shows as
+    ``interrupted``.
     """
 
     def __init__(self, folder_name: str, config: Optional[SweepConfig] = None) -> None:
@@ -58,7 +66,30 @@ class SweepReader:
         total = config.total_points if config is not None else 0
         self._progress = SweepProgress(total)
 
+    def _folder_signature(self) -> Tuple[int, ...]:
+        """What a write into the folder changes: the listing's time, and the summary's inode, time and size
+        (every summary is a new file moved into place)."""
+        stamps: List[int] = []
+        for path in (self.folder_name, self._store.path(SUMMARY_FILE)):
+            try:
+                found = os.stat(path)
+            except OSError:
+                stamps += [-1, -1, -1]
+            else:
+                stamps += [found.st_ino, found.st_mtime_ns, found.st_size]
+        return tuple(stamps)
+
+    def _follow_folder(self) -> None:
+        """For a read-only reader: read the folder again if another process's sweep changed it (or died)."""
+        if self.config is not None:
+            return  # a trainable manager: its own runner keeps its state; another sweep cannot write here
+        signature = self._folder_signature()
+        if signature == self._signature and not (self._progress.state == RUNNING and not self._store.is_locked()):
+            return
+        self._load_folder()
+
     def _load_folder(self) -> None:
+        self._signature = self._folder_signature()  # before reading: a write during the read is seen next time
         summary = self._records.load()  # a dict whose known fields have their types (SweepStore.read_summary)
         points = self._records.points
         stored_values = summary.get("lambda_c_values")
@@ -115,6 +146,7 @@ class SweepReader:
             trainings), ``executor_note`` (e.g. why vectorised training fell
             back) and ``running_jobs`` (``[{lambda_c, family}]`` training now).
         """
+        self._follow_folder()
         return self._progress.snapshot()
 
     def get_sweep_summary(self) -> Dict[str, Any]:
@@ -125,6 +157,7 @@ class SweepReader:
         ``family`` and ``dataset``, and the seed's booleans (``new-error``,
         ``strict-imitation``, ``training``, ``testing``).
         """
+        self._follow_folder()
         return self._records.summary()
 
     def get_evaluation(self, datapoint_index: int) -> Dict[str, Any]:
@@ -137,6 +170,7 @@ class SweepReader:
         CorruptDatapointError
             If it is stored but its files cannot be read (damaged, truncated).
         """
+        self._follow_folder()
         return self._records.record(datapoint_index)
 
     def get_evaluation_view(self, datapoint_index: int) -> Any:
@@ -149,6 +183,7 @@ class SweepReader:
         CorruptDatapointError
             If it is stored but its files cannot be read.
         """
+        self._follow_folder()
         return self._records.view(datapoint_index)
 
     def dataframe(self, datapoint_index: int) -> Any:
@@ -168,4 +203,5 @@ class SweepReader:
             If pandas is not installed.
         """
         self._records.view(datapoint_index)  # KeyError for an unknown datapoint
+        self._follow_folder()
         return self._records.files.dataframe(datapoint_index)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
 import pytest
 
+from backwardcompatibilityml.store import LOCK_FILE
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.sweep_reader import SweepReader
 from sweep_setup import build_manager
@@ -32,3 +40,73 @@ def test_a_folder_without_a_sweep_is_refused_by_name(tmp_path):
     for opener in (SweepReader, SweepManager.open_folder):
         with pytest.raises(ValueError, match="empty.* holds no sweep|is not a folder"):
             opener(str(tmp_path / "empty"))
+
+
+class StallAt:
+    """An accuracy metric (from predictions) that stalls its ``at``-th call until ``gate`` is set."""
+
+    def __init__(self, at):
+        self.at, self.calls = at, 0
+        self.stalled, self.gate = threading.Event(), threading.Event()
+
+    def __call__(self, model, dataset, device):  # pragma: no cover - the sweep uses from_predictions
+        raise AssertionError("accuracy is computed from predictions")
+
+    def from_predictions(self, predicted, expected):
+        self.calls += 1
+        if self.calls == self.at:
+            self.stalled.set()
+            assert self.gate.wait(60), "the test never opened the gate"
+        return float(np.mean(np.asarray(predicted) == np.asarray(expected)))
+
+
+def test_a_read_only_reader_follows_the_sweep_another_manager_writes(tmp_path):
+    # h1's two performances, then two per job: the 5th call is the second job's, after the first job's points.
+    metric = StallAt(5)
+    writer = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, performance_metric=metric)
+    writer.start_sweep()
+    try:
+        assert metric.stalled.wait(60), "the sweep reached the second job's evaluation"
+        reader = SweepManager.open_folder(writer.folder_name)
+        status = reader.get_sweep_status()
+        assert (status["state"], status["completed_points"], status["total_points"]) == ("running", 2, 8)
+        assert len(reader.get_sweep_summary()["data"]) == 2
+        with pytest.raises(KeyError):
+            reader.get_evaluation(7)
+    finally:
+        metric.gate.set()
+    assert writer.wait(60) and writer.get_sweep_status()["state"] == "completed"
+    status = reader.get_sweep_status()
+    assert (status["state"], status["completed_points"]) == ("completed", 8)
+    assert reader.get_sweep_summary() == writer.get_sweep_summary()
+    assert reader.get_evaluation(7) == writer.get_evaluation(7)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock: POSIX only")
+def test_a_read_only_reader_sees_the_writer_die(tmp_path):
+    """The writer's lock goes with its process: running turns into interrupted though the folder did not change."""
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0)
+    manager.start_sweep_synchronous(progress_bar=False)
+    folder = manager.folder_name
+    for name in ("7-evaluation.json", "7-evaluation.arrow"):
+        os.unlink(os.path.join(folder, name))
+    with open(os.path.join(folder, "sweep_summary.json")) as handle:
+        summary = json.load(handle)
+    summary.update(state="running", data=summary["data"][:7])
+    with open(os.path.join(folder, "sweep_summary.json"), "w") as handle:
+        json.dump(summary, handle)
+    writer = subprocess.Popen(  # a stand-in for the sweeping process: it holds the folder's lock
+        [sys.executable, "-c", "import fcntl, sys\nhandle = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(handle.fileno(), fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n",
+         os.path.join(folder, LOCK_FILE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        reader = SweepManager.open_folder(folder)
+        assert reader.get_sweep_status()["state"] == "running"
+        listing = sorted((entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(folder))
+    finally:
+        writer.kill()
+        writer.wait(30)
+    assert sorted((entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(folder)) == listing
+    status = reader.get_sweep_status()
+    assert (status["state"], status["completed_points"]) == ("interrupted", 7)
