@@ -22,17 +22,13 @@ import os
 import re
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import torch
 
+from .folder_lock import LOCK_FILE, FolderLock  # noqa: F401 - LOCK_FILE: still importable from here
 from .permissions import apply_default_file_mode
 from .validation import check_folder
-
-try:  # POSIX advisory locks; elsewhere two sweeps on one folder are not detected
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of", "SUMMARY_FIELD_TYPES", "clean_summary", "is_index",
@@ -42,7 +38,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "sweep_summary.json"
-LOCK_FILE = ".bcml-sweep.lock"
 PREVIOUS_DIR = "previous"
 _EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
 _MODEL_RE = re.compile(r"^.+-model-[A-Za-z0-9_.-]+\.state$")
@@ -50,8 +45,6 @@ _COLUMNS_RE = re.compile(r"^\d+-evaluation\.(arrow|json)$")  # results/columns.p
 _REFERENCE_RE = re.compile(r"^[A-Za-z0-9_.-]+-reference\.arrow$")  # h1's columns: prepared data, not a result
 _PREVIOUS_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 _TEMP_PREFIX = ".tmp-"
-_LOCK_ATTEMPTS = 20  # lock(): a reader's probe (is_locked) holds the lock for microseconds; retry that long
-_LOCK_RETRY_S = 0.005
 
 #: The type each known field of ``sweep_summary.json`` must have; a field of another type is ignored.
 SUMMARY_FIELD_TYPES: Dict[str, Tuple[type, ...]] = {
@@ -160,6 +153,7 @@ class SweepStore:
             self.folder = os.fspath(folder)
             if not os.path.isdir(self.folder):
                 raise ValueError(f"folder_name {self.folder!r} is not a folder")
+        self.folder_lock = FolderLock(self.folder)
 
     # -- paths -------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -273,7 +267,7 @@ class SweepStore:
             logger.warning("ignoring unreadable sweep file %s: %s", name, error)
             return None
 
-    def lock(self) -> Any:
+    def lock(self) -> TextIO:
         """Take the folder's sweep lock without waiting, then remove stale temporary files.
 
         Temporary files left by a writer that was killed (SIGKILL, power loss:
@@ -282,22 +276,10 @@ class SweepStore:
         stale and is removed.
 
         Returns a handle for :meth:`unlock`. Raises ``BlockingIOError`` when
-        another sweep (in this process or another) holds it. A reader's
-        :meth:`is_locked` holds a shared lock for a moment: the lock is tried
-        again for up to about 0.1 s before it counts as taken.
+        another sweep (in this process or another) holds it; see
+        :meth:`FolderLock.acquire <.folder_lock.FolderLock.acquire>`.
         """
-        handle = open(self.path(LOCK_FILE), "w")
-        if fcntl is not None:
-            for attempt in range(_LOCK_ATTEMPTS):
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    if attempt + 1 < _LOCK_ATTEMPTS:
-                        time.sleep(_LOCK_RETRY_S)
-            else:
-                handle.close()
-                raise BlockingIOError(f"the sweep folder {self.folder} is in use")
+        handle = self.folder_lock.acquire()
         removed = self.remove_temporary_files()
         if removed:
             logger.info("removed %d stale temporary file(s) from %s", removed, self.folder)
@@ -316,44 +298,13 @@ class SweepStore:
         return removed
 
     def is_locked(self) -> bool:
-        """Whether a sweep (in this process or another) holds the folder's lock now.
-
-        A probe without side effects, safe for read-only readers: it creates,
-        writes and removes nothing. It opens the lock file read-only, only if
-        it exists (a sweep creates it before taking the lock), and tries a
-        non-blocking shared lock, released at once; it conflicts with the
-        exclusive lock a sweep holds.
-
-        Returns
-        -------
-        bool
-            True when a sweep holds the lock; False when none does, when there
-            is no lock file, when it cannot be opened, or without ``fcntl``.
-        """
-        if fcntl is None:  # pragma: no cover - Windows: no locks to probe
-            return False
-        try:
-            fd = os.open(self.path(LOCK_FILE), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError:  # no lock file (no sweep ever ran here) or not readable
-            return False
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        """Whether a sweep holds the folder's lock now; a probe without side effects (:meth:`FolderLock.is_held`)."""
+        return self.folder_lock.is_held()
 
     @staticmethod
-    def unlock(handle: Any) -> None:
+    def unlock(handle: TextIO) -> None:
         """Release a lock taken with :meth:`lock`."""
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        handle.close()
+        FolderLock.release(handle)
 
     @staticmethod
     def _is_result_file(name: str) -> bool:

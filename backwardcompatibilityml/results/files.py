@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Tuple
@@ -23,10 +22,12 @@ import numpy as np
 
 from ..evaluation import default_instance_metadata, metric_name
 from ..store import POINT_FIELDS, SweepStore, listed_point
+from .checks import READ_ERRORS, check_datapoint_info, check_h2_columns, check_reference_columns
 from .column_view import ColumnView, ReferenceColumns
-from .columns import EVALUATION_COLUMNS, info_name, read_columns, reference_name
+from .columns import info_name, read_columns, reference_name
+from .datapoint_files import datapoint_files, load_record
 from .errors import CorruptDatapointError
-from .legacy import normalize_record, point_of_record
+from .legacy import point_of_record
 from .record_view import RecordView
 from .views import BaseView
 from .writer import datapoint_point, ensure_reference, write_result
@@ -37,15 +38,6 @@ logger = logging.getLogger(__name__)
 
 VIEW_CACHE_SIZE = 8
 RECORD_CACHE_SIZE = 2
-_INFO_RE = re.compile(r"^(\d+)-evaluation\.json$")
-_RECORD_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.arrow$")  # a datapoint's columns: a file of the folder
-_DATASET_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_LABEL_COLUMNS = ("instance_id", "ground_truth", "h1_prediction")
-# What reading a damaged file raises: OSError (pyarrow's ArrowIOError too), ValueError (ArrowInvalid,
-# UnicodeDecodeError, bad JSON), and what a file of the wrong shape makes the readers raise.
-_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError,
-                RecursionError)
 
 
 class _Lru:
@@ -150,18 +142,6 @@ class ResultFiles:
                             alignment=alignment if len(alignment) == len(references) else None)
 
     # -- listing ---------------------------------------------------------------------
-    def _datapoint_files(self) -> Tuple[Dict[int, str], Dict[int, str]]:
-        infos, records = {}, {}
-        for name in os.listdir(self.store.folder):
-            match = _INFO_RE.match(name)
-            if match:
-                infos[int(match.group(1))] = name
-                continue
-            match = _RECORD_RE.match(name)
-            if match:
-                records[int(match.group(1))] = name
-        return infos, records
-
     def is_stored(self, datapoint_index: Any) -> bool:
         """Whether the folder holds a file of the datapoint (readable or not)."""
         try:
@@ -181,7 +161,7 @@ class ResultFiles:
         a warning in the log; :meth:`view` then raises
         :class:`CorruptDatapointError` for it.
         """
-        infos, records = self._datapoint_files()
+        infos, records = datapoint_files(self.store.folder)
         summary = self.store.read_summary() or {}
         data = summary.get("data")
         listed = {p["datapoint_index"]: p for p in (data if isinstance(data, list) else []) if listed_point(p)}
@@ -191,7 +171,7 @@ class ResultFiles:
                 if index in listed:
                     points[index] = point_of_record(listed[index])
                     continue
-                points[index] = point_of_record(self._load_record(index, name, summary))
+                points[index] = point_of_record(load_record(self.store, index, name, summary))
             except KeyError:  # removed since it was listed
                 continue
             except CorruptDatapointError as error:
@@ -208,36 +188,6 @@ class ResultFiles:
         return dict(sorted(points.items()))
 
     # -- reading one datapoint --------------------------------------------------------
-    def _load_record(self, index: int, name: str, summary: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """A JSON-era or earlier-tool record in this project's format.
-
-        Raises
-        ------
-        KeyError
-            If the file is missing.
-        CorruptDatapointError
-            If it cannot be read or is not a complete record.
-        """
-        try:
-            with open(self.store.path(name)) as handle:
-                raw = json.load(handle)
-        except FileNotFoundError:
-            raise KeyError(index) from None
-        except _READ_ERRORS as error:
-            raise CorruptDatapointError(index, f"{name} cannot be read: {error}") from None
-        if not isinstance(raw, dict):
-            raise CorruptDatapointError(index, f"{name} holds a JSON {type(raw).__name__}, not a record")
-        if summary is None:
-            summary = self.store.read_summary() or {}
-        try:
-            record = normalize_record(raw, index, summary)
-        except _READ_ERRORS as error:
-            raise CorruptDatapointError(index, f"{name} is not a record this version can read: {error}") from None
-        missing = [field for field in POINT_FIELDS if field not in record]
-        if missing:
-            raise CorruptDatapointError(index, f"{name} lacks the field(s) {', '.join(missing)}")
-        return record
-
     def _reference(self, dataset: str) -> ReferenceColumns:
         path = self.store.path(reference_name(dataset))
         signature = _signature(path)
@@ -246,17 +196,7 @@ class ResultFiles:
         found = self._references.get(dataset, signature)
         if found is None:
             columns = read_columns(path)
-            for name in _LABEL_COLUMNS:
-                if name not in columns:
-                    raise ValueError(f"{reference_name(dataset)} has no column {name}")
-                if columns[name].ndim != 1 or columns[name].dtype.kind not in "iu":
-                    raise ValueError(f"column {name} of {reference_name(dataset)} is not integers")
-                if columns[name].shape[0] != columns["instance_id"].shape[0]:
-                    raise ValueError(f"the columns of {reference_name(dataset)} have different lengths")
-            confidence = columns.get("h1_confidence")
-            if confidence is not None and (confidence.ndim != 1 or confidence.dtype.kind != "f"
-                                           or confidence.shape[0] != columns["instance_id"].shape[0]):
-                raise ValueError(f"column h1_confidence of {reference_name(dataset)} is not numbers of its length")
+            check_reference_columns(columns, reference_name(dataset))
             found = self._references.put(dataset, signature, ReferenceColumns(columns))
         return found
 
@@ -286,7 +226,7 @@ class ResultFiles:
         view = self._views.get(index, signature)
         if view is None:
             try:
-                record = self._load_record(index, name)
+                record = load_record(self.store, index, name)
                 record_view = RecordView(record)
             except CorruptDatapointError as error:
                 logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error.reason)
@@ -303,26 +243,12 @@ class ResultFiles:
         try:
             with open(info_path) as handle:
                 info = json.load(handle)
-            if not isinstance(info, dict):
-                raise ValueError(f"{info_name(index)} holds a JSON {type(info).__name__}, not an object")
-            dataset, columns = info.get("dataset"), info.get("columns")
-            if not isinstance(dataset, str) or not _DATASET_RE.match(dataset):
-                raise ValueError(f"{info_name(index)} names no valid dataset")
-            if not isinstance(columns, str) or not _FILE_NAME_RE.match(columns):
-                raise ValueError(f"{info_name(index)} names no valid columns file")
+            dataset, columns = check_datapoint_info(info, info_name(index))
             reference = self._reference(dataset)
             h2 = read_columns(self.store.path(columns))
-            missing = [name for name in EVALUATION_COLUMNS[:1] if name not in h2]
-            if missing:
-                raise ValueError(f"columns {missing} missing")
-            if h2["h2_prediction"].ndim != 1 or h2["h2_prediction"].dtype.kind not in "iu":
-                raise ValueError("column h2_prediction is not integers")
-            confidence = h2.get("h2_confidence")
-            if confidence is not None and (confidence.ndim != 1 or confidence.dtype.kind != "f"
-                                           or confidence.shape[0] != h2["h2_prediction"].shape[0]):
-                raise ValueError("column h2_confidence is not numbers of the predictions' length")
+            check_h2_columns(h2)
             return ColumnView(info, reference, h2, self.get_instance_metadata)
-        except _READ_ERRORS as error:
+        except READ_ERRORS as error:
             if not os.path.exists(info_path):  # a new sweep moved the datapoint away (its JSON file first)
                 raise KeyError(index) from None
             logger.warning("cannot read datapoint %d of %s: %s", index, self.store.folder, error)
