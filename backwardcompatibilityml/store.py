@@ -26,13 +26,13 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import torch
 
-from .folder_lock import LOCK_FILE, FolderLock  # noqa: F401 - LOCK_FILE: still importable from here
+from .folder_lock import LOCK_FILE, FolderLock
 from .permissions import apply_default_file_mode
 from .validation import check_folder
 
 __all__ = [
     "SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of", "SUMMARY_FIELD_TYPES", "clean_summary", "is_index",
-    "listed_point",
+    "listed_point", "LOCK_FILE",
 ]
 
 logger = logging.getLogger(__name__)
