@@ -15,11 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
+import types
 
 import pytest
 
+from backwardcompatibilityml import folder_lock
 from backwardcompatibilityml.results import CorruptDatapointError, ResultFiles
 from backwardcompatibilityml.store import LOCK_FILE, SweepStore
 from backwardcompatibilityml.sweep_management import SweepManager
@@ -382,24 +382,38 @@ def test_the_probe_sees_a_running_sweep_of_this_process(tmp_path):
 
 
 @needs_flock
-def test_a_sweep_is_not_refused_because_a_reader_probes_at_that_moment(tmp_path):
+def test_a_sweep_is_not_refused_because_a_reader_probes_at_that_moment(tmp_path, monkeypatch):
     store = SweepStore(str(tmp_path))
     write(str(tmp_path), LOCK_FILE, "")
     reader = os.open(os.path.join(str(tmp_path), LOCK_FILE), os.O_RDONLY)
     fcntl.flock(reader, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe in progress
+    waits = []
 
-    def release():
-        time.sleep(0.03)
+    def probe_ends(seconds):  # the lock's wait before its next try: the probe ends meanwhile (no timing)
+        waits.append(seconds)
         fcntl.flock(reader, fcntl.LOCK_UN)
 
-    thread = threading.Thread(target=release)
-    thread.start()
+    monkeypatch.setattr(folder_lock, "time", types.SimpleNamespace(sleep=probe_ends))
     try:
         handle = store.lock()
     finally:
-        thread.join()
         os.close(reader)
     try:
+        assert len(waits) == 1, "refused once while the probe held the lock, then taken"
         assert SweepStore(str(tmp_path), writable=False).is_locked() is True
     finally:
         store.unlock(handle)
+
+
+@needs_flock
+def test_a_lock_held_by_a_sweep_is_refused_after_the_retries(tmp_path, monkeypatch):
+    holder = SweepStore(str(tmp_path))
+    handle = holder.lock()
+    waits = []
+    monkeypatch.setattr(folder_lock, "time", types.SimpleNamespace(sleep=waits.append))
+    try:
+        with pytest.raises(BlockingIOError, match="is in use"):
+            SweepStore(str(tmp_path)).lock()
+        assert len(waits) >= 1 and sum(waits) < 1.0, "a short wait for a probe, not for a sweep"
+    finally:
+        holder.unlock(handle)
