@@ -334,6 +334,88 @@ def test_other_element_wise_optimizers_on_a_shuffling_loader_equal_sequential(di
     assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
 
 
+class FrozenFirstLayer(nn.Module):
+    """A first layer whose weight does not train (its bias does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.last = nn.Linear(64, 12), nn.Linear(12, 10)
+        self.first.weight.requires_grad_(False)
+
+    def forward(self, x):
+        return self.last(torch.relu(self.first(x)))
+
+
+class TiedMiddle(nn.Module):
+    """Two layers sharing one weight (each with its own bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.middle, self.again, self.last = (nn.Linear(64, 16), nn.Linear(16, 16), nn.Linear(16, 16),
+                                                          nn.Linear(16, 10))
+        self.again.weight = self.middle.weight
+
+    def forward(self, x):
+        return self.last(torch.tanh(self.again(torch.tanh(self.middle(torch.relu(self.first(x)))))))
+
+
+class FromDict(nn.Module):
+    """Takes its input as ``{"pixels": tensor}``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model(batch["pixels"])
+
+
+class SmallConvNet(nn.Module):
+    """Digits as 8x8 images: convolution, pooling, flatten, linear (not for the fused forward: vmap)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.out = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        images = x.reshape(-1, 1, 8, 8)
+        return self.out(torch.flatten(torch.max_pool2d(torch.relu(self.conv(images)), 2), 1))
+
+
+@pytest.mark.parametrize("model, forward", [
+    ("frozen", "fused linear layers"), ("tied", "vmap"), ("dict-input", "vmap"), ("conv", "vmap"),
+])
+def test_frozen_tied_dict_input_and_conv_models_equal_sequential(digits_data, model, forward):
+    h1, _, train, test = digits_setup(digits_data)
+    torch.manual_seed(1)
+    h2 = {"frozen": FrozenFirstLayer, "tied": TiedMiddle, "conv": SmallConvNet,
+          "dict-input": lambda: FromDict(MLP(64, 12, 10))}[model]()
+    if model == "dict-input":
+        h1 = FromDict(h1)
+        train, test = ([(ids, {"pixels": x}, y) for ids, x, y in batches] for batches in (train, test))
+    context, jobs = context_of(h1, h2, train, test, optimizer_kwargs={"lr": 0.05, "momentum": 0.9})
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    (note,) = vectorized.of(ExecutorNote)
+    assert note.executor == "vectorized" and note.message.endswith("(%s)" % forward), note.message
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+    trained = vectorized.results()[jobs[-1]].model_state
+    assert list(trained) == list(h2.state_dict()), "every state_dict key, tied ones included, in order"
+    if model == "frozen":
+        assert torch.equal(trained["first.weight"], h2.first.weight), "the frozen weight did not move"
+        assert not torch.equal(trained["first.bias"], h2.first.bias)
+    if model == "tied":
+        assert torch.equal(trained["middle.weight"], trained["again.weight"]), "still one weight"
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.out = nn.LSTM(8, 8, batch_first=True), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.out(self.lstm(x.reshape(-1, 8, 8))[0][:, -1])
+
+
 class OwnLoss(BCCrossEntropyLoss):
     def dissonance_terms(self, h2_out, h1_out, target):
         return 2 * super().dissonance_terms(h2_out, h1_out, target)
@@ -353,12 +435,14 @@ class TunedSGD(torch.optim.SGD):
     ({"optimizer": TunedSGD, "optimizer_kwargs": {"lr": 0.1}}, "TunedSGD"),
     ({"losses": (OwnLoss, StrictImitationCrossEntropyLoss)}, "OwnLoss"),
     ({"h2": "data-dependent"}, "vmap cannot run h2"),
+    ({"h2": "recurrent"}, "vmap cannot run h2"),
 ])
 def test_falls_back_to_sequential_with_the_reason(digits_data, caplog, change, words):
     h1, h2, train, test = digits_setup(digits_data)
-    if change.pop("h2", None):
+    model = change.pop("h2", None)
+    if model:
         torch.manual_seed(0)
-        h2 = DataDependent(64, 12, 10)
+        h2 = DataDependent(64, 12, 10) if model == "data-dependent" else Recurrent()
     context, jobs = context_of(h1, h2, train, test, stepsize=1.0, epochs=1, **change)
     executor = VectorizedExecutor()
     assert words in executor.applies(context)
