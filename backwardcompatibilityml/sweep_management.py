@@ -186,7 +186,9 @@ class SweepManager(SweepReader):
         """Open a saved sweep read-only: browse its results; ``start_sweep`` raises ReadOnlySweepError.
 
         Folders written by this version, by earlier versions of this package
-        (JSON records) and by the earlier tool open alike.
+        (JSON records) and by the earlier tool open alike. A sweep that another
+        process is running in the folder is followed: every read sees the
+        points stored so far (see :class:`~backwardcompatibilityml.sweep_reader.SweepReader`).
 
         Raises
         ------
