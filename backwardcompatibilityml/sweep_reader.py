@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .engine.config import SweepConfig
@@ -65,6 +66,7 @@ class SweepReader:
         self._records = SweepRecords(self._store, config.get_instance_metadata if config is not None else None)
         total = config.total_points if config is not None else 0
         self._progress = SweepProgress(total)
+        self._follow_lock = threading.Lock()
 
     def _folder_signature(self) -> Tuple[int, ...]:
         """What a write into the folder changes: the listing's time, and the summary's inode, time and size
@@ -83,10 +85,12 @@ class SweepReader:
         """For a read-only reader: read the folder again if another process's sweep changed it (or died)."""
         if self.config is not None:
             return  # a trainable manager: its own runner keeps its state; another sweep cannot write here
-        signature = self._folder_signature()
-        if signature == self._signature and not (self._progress.state == RUNNING and not self._store.is_locked()):
-            return
-        self._load_folder()
+        with self._follow_lock:  # one reload at a time: the API reads from several threads
+            signature = self._folder_signature()
+            if signature == self._signature and not (
+                    self._progress.state == RUNNING and not self._store.is_locked()):
+                return
+            self._load_folder()
 
     def _load_folder(self) -> None:
         self._signature = self._folder_signature()  # before reading: a write during the read is seen next time
@@ -202,6 +206,6 @@ class SweepReader:
         ImportError
             If pandas is not installed.
         """
-        self._records.view(datapoint_index)  # KeyError for an unknown datapoint
         self._follow_folder()
+        self._records.view(datapoint_index)  # KeyError for an unknown datapoint
         return self._records.files.dataframe(datapoint_index)

@@ -255,6 +255,18 @@ def test_a_json_era_record_of_bad_types_is_corrupt_not_unknown(tmp_path, case):
     assert opened.get_evaluation_view(1).counts()["h1"] >= 0
 
 
+@pytest.mark.parametrize("label", [2 ** 70, 1e300, -2 ** 64])
+def test_a_json_era_label_outside_int64_reads_as_missing(tmp_path, label):
+    """A stored prediction no int64 holds: its columns take it as missing, and the pages still work."""
+    folder = copy(JSON_ERA, tmp_path)
+    edit_json(folder, "0-evaluation-data.json",
+              lambda r: r["error_instances"].__setitem__("102", {**r["error_instances"]["102"], "h2_prediction": label}))
+    view = SweepManager.open_folder(folder).get_evaluation_view(0)
+    page = view.page(limit=500)
+    assert 102 in {row["instance_id"] for row in page["items"]}
+    assert len(page["items"]) == len(set(view.h1_errors) | set(view.h2_errors)), "every error instance listed"
+
+
 # ---------------------------------------------------------------- the REST API
 
 

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from backwardcompatibilityml.store import LOCK_FILE
+from backwardcompatibilityml.store import LOCK_FILE, SweepStore
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.sweep_reader import SweepReader
 from sweep_setup import build_manager
@@ -76,6 +76,7 @@ def test_a_read_only_reader_follows_the_sweep_another_manager_writes(tmp_path):
     finally:
         metric.gate.set()
     assert writer.wait(60) and writer.get_sweep_status()["state"] == "completed"
+    assert len(reader.dataframe(7)) > 0, "a datapoint stored since the last read, read first as a table"
     status = reader.get_sweep_status()
     assert (status["state"], status["completed_points"]) == ("completed", 8)
     assert reader.get_sweep_summary() == writer.get_sweep_summary()
@@ -110,3 +111,58 @@ def test_a_read_only_reader_sees_the_writer_die(tmp_path):
     assert sorted((entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(folder)) == listing
     status = reader.get_sweep_status()
     assert (status["state"], status["completed_points"]) == ("interrupted", 7)
+
+
+def test_concurrent_reads_of_a_followed_folder_end_in_its_latest_state(tmp_path, monkeypatch):
+    """Two API threads read while the folder changes under the first one's read: the later state wins."""
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0)
+    manager.start_sweep_synchronous(progress_bar=False)
+    folder = manager.folder_name
+    reader = SweepManager.open_folder(folder)
+    assert reader.get_sweep_status()["state"] == "completed"
+    SweepStore(folder).write_summary({**reader._store.read_summary()})  # a write: the next read reloads
+
+    first_read, go_on = threading.Event(), threading.Event()
+    load = reader._records.load
+
+    def slow_first_load():  # thread A: reads the folder, then stalls before using what it read
+        summary = load()
+        if not first_read.is_set():
+            first_read.set()
+            assert go_on.wait(60)
+        return summary
+
+    monkeypatch.setattr(reader._records, "load", slow_first_load)
+    a = threading.Thread(target=reader.get_sweep_status)
+    a.start()
+    assert first_read.wait(60)
+    writer = SweepStore(folder)  # meanwhile another process starts a new sweep in the folder
+    handle = writer.lock()
+    try:
+        writer.clear()
+        writer.write_summary({"state": "running", "data": [], "lambda_c_values": [0.0, 1.0],
+                              "families": reader._records.extra.get("families") or []})
+        b_waits = threading.Event()
+        lock = reader._follow_lock
+
+        class Observed:  # thread B's reload waits for A's (set when B asks for the lock)
+            def __enter__(self):
+                b_waits.set()
+                return lock.__enter__()
+
+            def __exit__(self, *exc):
+                return lock.__exit__(*exc)
+
+        monkeypatch.setattr(reader, "_follow_lock", Observed())
+        b = threading.Thread(target=reader.get_sweep_status)
+        b.start()
+        assert b_waits.wait(60)
+        go_on.set()
+        a.join(60)
+        b.join(60)
+        for _ in range(2):  # and it stays so: no write since
+            status = reader.get_sweep_status()
+            assert (status["state"], status["completed_points"]) == ("running", 0), status
+    finally:
+        go_on.set()
+        writer.unlock(handle)

@@ -19,6 +19,7 @@ from backwardcompatibilityml.loss import BCCrossEntropyLoss, StrictImitationCros
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.widgets import CompatibilityAnalysis
 from backwardcompatibilityml.widgets.compatibility_analysis import api
+from backwardcompatibilityml.widgets.compatibility_analysis import compatibility_analysis as analysis_module
 from backwardcompatibilityml.widgets.compatibility_analysis import server as server_module
 from backwardcompatibilityml.widgets.compatibility_analysis.compatibility_analysis import (
     init_app_routes,
@@ -150,6 +151,26 @@ def test_the_port_of_the_earlier_widget_on_the_same_folder_is_taken_over(tmp_pat
             assert_json_error(call(port, API + "/sweep_status", token=first.token), 403)
     finally:
         first.close()
+
+
+def test_a_failure_after_retiring_closes_the_new_socket(tmp_path, monkeypatch):
+    """Reading the folder again after an earlier sweep was cancelled fails: the port bound for the new widget is freed."""
+    bound = []
+    monkeypatch.setattr(analysis_module, "bind_socket", lambda *args: bound.append(bind_socket(*args)) or bound[-1])
+    monkeypatch.setattr(analysis_module._registry, "retire_earlier", lambda *args, **kwargs: True)  # one was cancelled
+    constructions = []
+    construct = SweepManager.__init__
+
+    def second_read_fails(self, *args, **kwargs):
+        constructions.append(1)
+        if len(constructions) == 2:
+            raise RuntimeError("the folder could not be read again")
+        construct(self, *args, **kwargs)
+
+    monkeypatch.setattr(SweepManager, "__init__", second_read_fails)
+    with pytest.raises(RuntimeError, match="read again"):
+        make_widget(tmp_path, trained_h1(*DATA, steps=3), new_h2(), DATA)
+    assert len(bound) == 1 and bound[0].fileno() == -1, "the new widget's socket is closed"
 
 
 # ---------------------------------------------------------------- allowed_hosts and the Host header

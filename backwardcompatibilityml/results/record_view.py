@@ -78,13 +78,16 @@ def _check_record(record: Any) -> None:
         raise ValueError("error_instances must be an object of objects keyed by instance id")
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _int_or_missing(value: Any) -> int:
+    """A stored label as an int64, or MISSING (not a whole number, or outside the int64 range)."""
     if isinstance(value, (bool, np.bool_)):
         return MISSING
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        number = int(value)
+        return number if _INT64.min <= number <= _INT64.max else MISSING
     return MISSING
 
 

@@ -80,7 +80,8 @@ def _bind_then_retire(folder: Any, port: Optional[int], host: str,
     from it (:func:`registry.release_port`), except from a widget of the same
     folder: that one must be retired first (its sweep cancelled), so only the
     host is checked before, the socket is None and :meth:`_serve` binds after
-    the retirement. The socket is closed if ``retire`` raises.
+    the retirement. The socket is closed if ``retire`` raises (whatever it does
+    after retiring, such as reading the folder again, belongs inside it).
 
     Returns
     -------
@@ -343,11 +344,10 @@ class CompatibilityAnalysis(NotebookDisplay):
         # Wrong arguments raise here, before an earlier widget is touched.
         options = _check_serve_options(port, host, allowed_hosts, display_widget, token)
         sweep_manager = new_manager()
-        sock, retired = _bind_then_retire(sweep_manager.folder_name, port, host,
-                                          lambda: _registry.retire_earlier(folder_name, trainable=True))
-        if retired:  # read the folder again, now that the earlier sweep stored its last point
-            sweep_manager = new_manager()
-        self._serve(sweep_manager, sock=sock, **options)  # owns the socket from here
+        # After retiring an earlier widget, read the folder again: its sweep has stored its last point.
+        sock, reread = _bind_then_retire(sweep_manager.folder_name, port, host, lambda: (
+            new_manager() if _registry.retire_earlier(folder_name, trainable=True) else None))
+        self._serve(reread or sweep_manager, sock=sock, **options)  # owns the socket from here
 
     @classmethod
     def from_sweep_manager(cls, sweep_manager: "SweepManager", port: Optional[int] = None, *,
