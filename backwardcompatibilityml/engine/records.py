@@ -45,7 +45,6 @@ class SweepRecords:
         self._lock = threading.RLock()
         self.points: Dict[int, Dict[str, Any]] = {}
         self.extra: Dict[str, Any] = {}
-        self.generation = 0
 
     # -- reading the folder ----------------------------------------------------------
     def load(self) -> Dict[str, Any]:
@@ -57,8 +56,8 @@ class SweepRecords:
         with self._lock:
             self.points = points
             self.extra = {key: summary.get(key) for key in _SUMMARY_EXTRA_KEYS}
-            self.generation += 1
-            self.files.forget()
+        # The file caches stay: each entry is checked against its file's signature, so a reader that follows
+        # another process's sweep keeps the views and references that did not change.
         return summary
 
     def stored_points(self) -> Dict[int, Dict[str, Any]]:
@@ -69,7 +68,6 @@ class SweepRecords:
         """Forget every point but ``keep`` (a new sweep starts or resumes)."""
         with self._lock:
             self.points = dict(keep)
-            self.generation += 1
             self.files.forget()
 
     # -- writing ---------------------------------------------------------------------
