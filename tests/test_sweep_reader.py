@@ -8,13 +8,13 @@ import subprocess
 import sys
 import threading
 
-import numpy as np
 import pytest
 
 from backwardcompatibilityml.store import LOCK_FILE, SweepStore
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.sweep_reader import SweepReader
 from sweep_setup import build_manager
+from test_widget_server import GatedAccuracy
 
 
 def test_a_reader_serves_what_the_manager_wrote_and_cannot_train(tmp_path):
@@ -42,27 +42,9 @@ def test_a_folder_without_a_sweep_is_refused_by_name(tmp_path):
             opener(str(tmp_path / "empty"))
 
 
-class StallAt:
-    """An accuracy metric (from predictions) that stalls its ``at``-th call until ``gate`` is set."""
-
-    def __init__(self, at):
-        self.at, self.calls = at, 0
-        self.stalled, self.gate = threading.Event(), threading.Event()
-
-    def __call__(self, model, dataset, device):  # pragma: no cover - the sweep uses from_predictions
-        raise AssertionError("accuracy is computed from predictions")
-
-    def from_predictions(self, predicted, expected):
-        self.calls += 1
-        if self.calls == self.at:
-            self.stalled.set()
-            assert self.gate.wait(60), "the test never opened the gate"
-        return float(np.mean(np.asarray(predicted) == np.asarray(expected)))
-
-
 def test_a_read_only_reader_follows_the_sweep_another_manager_writes(tmp_path):
     # h1's two performances, then two per job: the 5th call is the second job's, after the first job's points.
-    metric = StallAt(5)
+    metric = GatedAccuracy(stall_at=5)
     writer = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, performance_metric=metric)
     writer.start_sweep()
     try:
