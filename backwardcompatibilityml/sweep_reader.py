@@ -55,8 +55,8 @@ class SweepReader:
 
     def __init__(self, folder_name: str, config: Optional[SweepConfig] = None) -> None:
         self._open(folder_name, config)
-        self._load_folder()
-        if config is None and self._store.read_summary() is None and not self._records.points:
+        has_summary = self._load_folder()
+        if config is None and not has_summary and not self._records.points:
             raise ValueError(f"{folder_name!r} holds no sweep (no sweep_summary.json and no evaluation files)")
 
     def _open(self, folder_name: str, config: Optional[SweepConfig]) -> None:
@@ -92,9 +92,11 @@ class SweepReader:
                 return
             self._load_folder()
 
-    def _load_folder(self) -> None:
+    def _load_folder(self) -> bool:
+        """Read the folder (points, state, totals); whether it holds a readable summary."""
         self._signature = self._folder_signature()  # before reading: a write during the read is seen next time
-        summary = self._records.load()  # a dict whose known fields have their types (SweepStore.read_summary)
+        found = self._records.load()  # a dict whose known fields have their types (SweepStore.read_summary)
+        summary = found or {}
         points = self._records.points
         stored_values = summary.get("lambda_c_values")
         stored_values = stored_values if isinstance(stored_values, list) else []
@@ -113,6 +115,7 @@ class SweepReader:
                 "the results in %s were made with other models, data or settings; they are shown until a new "
                 "sweep replaces them", self.folder_name,
             )
+        return found is not None
 
     # -- the sweep's configuration ------------------------------------------------------
     @property

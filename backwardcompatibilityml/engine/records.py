@@ -47,18 +47,21 @@ class SweepRecords:
         self.extra: Dict[str, Any] = {}
 
     # -- reading the folder ----------------------------------------------------------
-    def load(self) -> Dict[str, Any]:
-        """Read the points and the summary's extras from the folder; return the stored summary."""
-        summary = self.store.read_summary()
-        if not isinstance(summary, dict):  # none, or unreadable (SweepStore.read_summary logged why)
-            summary = {}
-        points = self.stored_points()
+    def load(self) -> Optional[Dict[str, Any]]:
+        """Read the points and the summary's extras from the folder; return the stored summary.
+
+        The summary is read once (a damaged one logs its warning once); None
+        when the folder has none, or none that can be read.
+        """
+        stored = self.store.read_summary()
+        summary = stored if isinstance(stored, dict) else {}
+        points = self.files.read_points(summary)
         with self._lock:
             self.points = points
             self.extra = {key: summary.get(key) for key in _SUMMARY_EXTRA_KEYS}
         # The file caches stay: each entry is checked against its file's signature, so a reader that follows
         # another process's sweep keeps the views and references that did not change.
-        return summary
+        return stored if isinstance(stored, dict) else None
 
     def stored_points(self) -> Dict[int, Dict[str, Any]]:
         """The summary entry of every datapoint stored in the folder, by index."""

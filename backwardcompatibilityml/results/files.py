@@ -151,7 +151,7 @@ class ResultFiles:
         return index >= 0 and (os.path.isfile(self.store.path(info_name(index)))
                                or os.path.isfile(self.store.path(self.store.evaluation_name(index))))
 
-    def read_points(self) -> Dict[int, Dict[str, Any]]:
+    def read_points(self, summary: Optional[Mapping[str, Any]] = None) -> Dict[int, Dict[str, Any]]:
         """The summary entry of every readable datapoint stored in the folder, by index.
 
         Column datapoints are read from their small JSON files; JSON-era
@@ -159,10 +159,12 @@ class ResultFiles:
         can be large), else from the record itself. A datapoint whose file
         cannot be read (damaged, or JSON of the wrong shape) is left out with
         a warning in the log; :meth:`view` then raises
-        :class:`CorruptDatapointError` for it.
+        :class:`CorruptDatapointError` for it. ``summary`` is the folder's
+        summary when the caller has just read it (read here otherwise).
         """
         infos, records = datapoint_files(self.store.folder)
-        summary = self.store.read_summary() or {}
+        if summary is None:
+            summary = self.store.read_summary() or {}
         data = summary.get("data")
         listed = {p["datapoint_index"]: p for p in (data if isinstance(data, list) else []) if listed_point(p)}
         points: Dict[int, Dict[str, Any]] = {}
