@@ -7,26 +7,20 @@ JSON files, independently of the reader.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from backwardcompatibilityml.results import RecordView, ResultFiles
 from backwardcompatibilityml.store import POINT_FIELDS
 from backwardcompatibilityml.sweep_management import SweepManager
+from serve_process import fetch, serve, stop
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 EARLIER = os.path.join(FIXTURES, "earlier_tool_sweep")
 JSON_ERA = os.path.join(FIXTURES, "json_era_sweep")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def copy(fixture, tmp_path):
@@ -162,38 +156,10 @@ def test_json_era_folder_opens_read_only(tmp_path):
 # ---------------------------------------------------------------- `serve FOLDER` over HTTP
 
 
-def serve(folder):
-    """Start ``python -m backwardcompatibilityml serve FOLDER``; return (process, port, token)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backwardcompatibilityml", "serve", folder, "--no-browser", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    deadline = time.monotonic() + 120
-    for line in process.stdout:
-        match = re.search(r"widget: http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]+)", line)
-        if match:
-            return process, int(match.group(1)), match.group(2)
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError("serve printed no widget URL")
-
-
-def fetch(port, token, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", "/api/v1" + path, headers={"X-BCML-Token": token})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("fixture", [EARLIER, JSON_ERA], ids=["earlier-tool", "json-era"])
 def test_serve_folder_answers_over_http(tmp_path, fixture):
     folder = copy(fixture, tmp_path)
-    process, port, token = serve(folder)
+    process, port, token, _ = serve(folder)
     try:
         status, summary = fetch(port, token, "/sweep_summary")
         assert status == 200 and len(summary["data"]) == 12
@@ -209,10 +175,4 @@ def test_serve_folder_answers_over_http(tmp_path, fixture):
         status, error = fetch(port, token, "/evaluation_data/12")
         assert status == 404 and "error" in error
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        stop(process)

@@ -10,9 +10,7 @@ import http.client
 import json
 import logging
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import types
@@ -25,6 +23,7 @@ from backwardcompatibilityml.store import LOCK_FILE, SweepStore
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.sweep_reader import SweepReader
 from backwardcompatibilityml.widgets import CompatibilityAnalysis
+from serve_process import fetch, serve, stop
 from sweep_setup import build_manager
 
 try:
@@ -33,7 +32,6 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 EARLIER = os.path.join(HERE, "fixtures", "earlier_tool_sweep")
 JSON_ERA = os.path.join(HERE, "fixtures", "json_era_sweep")
 UNREADABLE = "Datapoint 0 is stored but its files cannot be read."
@@ -165,35 +163,13 @@ def test_a_new_sweep_on_a_folder_with_a_damaged_summary_moves_it_aside(finished,
 def test_serve_opens_a_folder_with_a_summary_of_the_wrong_shape(finished, tmp_path):
     folder = copy(finished, tmp_path)
     write(folder, "sweep_summary.json", "[1]")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backwardcompatibilityml", "serve", folder, "--no-browser", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
+    process, port, token, output = serve(folder)
     try:
-        output = []
-        port = token = None
-        for line in process.stdout:
-            output.append(line)
-            match = re.search(r"widget: http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]+)", line)
-            if match:
-                port, token = int(match.group(1)), match.group(2)
-                break
-        assert port is not None, "serve printed no URL:\n" + "".join(output)
         assert "Traceback" not in "".join(output)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/api/v1/sweep_summary", headers={"X-BCML-Token": token})
-        response = conn.getresponse()
-        assert response.status == 200 and len(json.loads(response.read())["data"]) == 8
-        conn.close()
+        status, summary = fetch(port, token, "/sweep_summary")
+        assert status == 200 and len(summary["data"]) == 8
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        stop(process)
 
 
 # ---------------------------------------------------------------- a datapoint that cannot be read
