@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
-import time
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import torch
 
+from . import previous_results
 from .folder_lock import LOCK_FILE, FolderLock
 from .permissions import apply_default_file_mode
+from .sweep_files import EVALUATION_RE as _EVALUATION_RE
+from .sweep_files import SUMMARY_FILE
 from .validation import check_folder
 
 __all__ = [
@@ -37,13 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "sweep_summary.json"
-PREVIOUS_DIR = "previous"
-_EVALUATION_RE = re.compile(r"^(\d+)-evaluation-data\.json$")
-_MODEL_RE = re.compile(r"^.+-model-[A-Za-z0-9_.-]+\.state$")
-_COLUMNS_RE = re.compile(r"^\d+-evaluation\.(arrow|json)$")  # results/columns.py: a datapoint's h2 columns
-_REFERENCE_RE = re.compile(r"^[A-Za-z0-9_.-]+-reference\.arrow$")  # h1's columns: prepared data, not a result
-_PREVIOUS_RE = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
+PREVIOUS_DIR = previous_results.PREVIOUS_DIR
 _TEMP_PREFIX = ".tmp-"
 
 #: The type each known field of ``sweep_summary.json`` must have; a field of another type is ignored.
@@ -306,41 +301,13 @@ class SweepStore:
         """Release a lock taken with :meth:`lock`."""
         FolderLock.release(handle)
 
-    @staticmethod
-    def _is_result_file(name: str) -> bool:
-        """A file that holds results of a sweep (an evaluation or a trained model)."""
-        return bool(_EVALUATION_RE.match(name) or _MODEL_RE.match(name) or _COLUMNS_RE.match(name))
-
-    @classmethod
-    def _is_sweep_file(cls, name: str) -> bool:
-        return name == SUMMARY_FILE or bool(_REFERENCE_RE.match(name)) or cls._is_result_file(name)
-
     def holds_results(self) -> bool:
         """Whether the folder holds any evaluation or model state (a bare summary does not count)."""
-        return any(self._is_result_file(name) for name in os.listdir(self.folder))
+        return previous_results.holds_results(self.folder)
 
     def previous_folders(self) -> List[str]:
         """The sweeps kept by :meth:`clear`, oldest first (``previous/<UTC time>/``)."""
-        previous = self.path(PREVIOUS_DIR)
-        if not os.path.isdir(previous):
-            return []
-        kept = [name for name in os.listdir(previous) if _PREVIOUS_RE.match(name)]
-        kept.sort(key=lambda name: (name[:16], int(name[17:] or 0)))
-        return [os.path.join(previous, name) for name in kept if os.path.isdir(os.path.join(previous, name))]
-
-    def _new_previous_folder(self) -> str:
-        """Create and return a new, unique ``previous/<UTC time>`` subfolder."""
-        previous = self.path(PREVIOUS_DIR)
-        os.makedirs(previous, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        for attempt in range(1000):
-            name = stamp if attempt == 0 else f"{stamp}-{attempt}"
-            try:
-                os.mkdir(os.path.join(previous, name))
-            except FileExistsError:
-                continue
-            return os.path.join(previous, name)
-        raise FileExistsError(f"too many earlier sweeps kept in {previous} within one second")
+        return previous_results.previous_folders(self.folder)
 
     def clear(self, keep_previous: bool = True) -> Optional[str]:
         """Empty the folder for a new sweep (and remove leftover temporary files); other files stay.
@@ -353,7 +320,7 @@ class SweepStore:
         ``SweepManager.open_folder(subfolder)`` browses them. A folder without
         results (a bare summary and reference columns, left by a sweep
         cancelled or failed before its first result) is not kept: those are removed. Call it only
-        under :meth:`lock`.
+        under :meth:`lock`. See :func:`.previous_results.set_aside`.
 
         Parameters
         ----------
@@ -367,25 +334,4 @@ class SweepStore:
             kept (no results, or ``keep_previous=False``).
         """
         self.remove_temporary_files()
-        ours = sorted((name for name in os.listdir(self.folder) if self._is_sweep_file(name)), key=self._clear_order)
-        if not keep_previous or not any(self._is_result_file(name) for name in ours):
-            for name in ours:
-                os.unlink(self.path(name))
-            return None
-        target = self._new_previous_folder()
-        for name in ours:
-            os.replace(self.path(name), os.path.join(target, name))
-        return target
-
-    @staticmethod
-    def _clear_order(name: str) -> Tuple[int, str]:
-        """The order :meth:`clear` moves files in: datapoint JSON files, then the other results, then
-        references, the summary last. A reader that finds a datapoint's JSON file but not its columns
-        or reference therefore knows them damaged, not moved away by a new sweep."""
-        if _EVALUATION_RE.match(name) or name.endswith("-evaluation.json"):
-            return 0, name
-        if name == SUMMARY_FILE:
-            return 3, name
-        if _REFERENCE_RE.match(name):
-            return 2, name
-        return 1, name
+        return previous_results.set_aside(self.folder, keep_previous)

@@ -173,6 +173,22 @@ def test_a_failure_after_retiring_closes_the_new_socket(tmp_path, monkeypatch):
     assert len(bound) == 1 and bound[0].fileno() == -1, "the new widget's socket is closed"
 
 
+def test_a_server_that_fails_before_serving_closes_the_socket_it_was_given(monkeypatch):
+    """WidgetServer owns a passed socket from the call on: a failure while it starts (the connection cap) closes it."""
+
+    def no_limit():
+        raise RuntimeError("the open-file limit could not be read")
+
+    monkeypatch.setattr(server_module, "connection_limit", no_limit)
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        with pytest.raises(RuntimeError, match="open-file limit"):
+            server_module.WidgetServer(Flask(__name__), host="127.0.0.1", sock=sock)
+        assert sock.fileno() == -1, "the passed socket is closed"
+    finally:
+        sock.close()
+
+
 # ---------------------------------------------------------------- allowed_hosts and the Host header
 
 

@@ -23,8 +23,9 @@ from .context import PreparedContext, prepare
 from .errors import SweepAlreadyRunningError, public_error_message
 from .events import BatchDone, Event, EventQueue, ExecutorNote, JobFailed, JobFinished, StepDone
 from .executors import Executor
-from .jobs import JobResult, TrainingJob, plan_jobs
+from .jobs import JobResult, TrainingJob
 from .progress import CANCELLED, COMPLETED, FAILED, RUNNING, SweepProgress
+from .resume import jobs_to_run
 
 __all__ = ["SweepRunner"]
 
@@ -185,7 +186,7 @@ class SweepRunner:
                 f"another sweep is running in the folder {self.store.folder!r}"
             ) from None
         try:
-            jobs = self._jobs_to_run()
+            jobs = jobs_to_run(self.config, self.store, self.results)
         except BaseException:
             self._release_folder()
             raise
@@ -197,39 +198,6 @@ class SweepRunner:
             self.config.total_points, len(self.results.points),
             (total_jobs - len(jobs)) / total_jobs if total_jobs else 0.0,
         )
-        return jobs
-
-    def _jobs_to_run(self) -> List[TrainingJob]:
-        """Every job not yet done; resume a partial sweep of the same configuration, else start clean."""
-        jobs = plan_jobs(self.config.lambda_c_values, self.config.families, self.config.seed)
-        summary = self.store.read_summary() or {}
-        points = self.results.stored_points()
-        done = [
-            job for job in jobs
-            if all(i in points for i in job.datapoint_indices)
-            and self.store.has_model_state(job.lambda_c, job.family)
-        ]
-        same_config = summary.get("fingerprint") == self.config.fingerprint()
-        folder = self.store.folder
-        if same_config and 0 < len(done) < len(jobs):
-            logger.info("resuming the sweep in %s: %d of %d trainings already done", folder, len(done), len(jobs))
-            keep = {i for job in done for i in job.datapoint_indices}
-            self.results.reset({i: points[i] for i in keep})
-            return [job for job in jobs if job not in done]
-        if points or done:
-            reason = "the previous sweep is complete" if same_config and len(done) == len(jobs) else (
-                "the stored results were made with other models, data or settings" if not same_config
-                else "the stored results do not match this sweep's grid"
-            )
-        else:
-            reason = "the folder holds no finished results"
-        kept = self.store.clear()
-        if kept:
-            logger.info("starting the sweep in %s from scratch (%s); the earlier results were moved to %s",
-                        folder, reason, kept)
-        else:
-            logger.info("starting the sweep in %s from scratch (%s)", folder, reason)
-        self.results.reset({})
         return jobs
 
     def _release_folder(self) -> None:

@@ -9,6 +9,7 @@ Public API (``reference/compatibility_analysis_api.txt``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
@@ -79,7 +80,7 @@ def _bind_then_retire(folder: Any, port: Optional[int], host: str,
     ``port`` that an earlier widget of this process serves is taken over
     from it (:func:`registry.release_port`), except from a widget of the same
     folder: that one must be retired first (its sweep cancelled), so only the
-    host is checked before, the socket is None and :meth:`_serve` binds after
+    host is checked before, the socket is None and :func:`_serve` binds after
     the retirement. The socket is closed if ``retire`` raises (whatever it does
     after retiring, such as reading the folder again, belongs inside it).
 
@@ -292,6 +293,16 @@ class CompatibilityAnalysis(NotebookDisplay):
         5000-5099 is free.
     """
 
+    sweep_manager: "SweepManager"  # the attributes _serve sets (the end of both constructors)
+    host: str
+    port: int
+    token: str
+    url: str
+    environment: Dict[str, Any]
+    app: Flask
+    _server: Optional[WidgetServer]
+    _rai_environment: Any
+
     def __init__(
         self,
         folder_name: str,
@@ -325,21 +336,15 @@ class CompatibilityAnalysis(NotebookDisplay):
     ) -> None:
         from backwardcompatibilityml.sweep_management import SweepManager
 
-        def new_manager() -> "SweepManager":
-            return SweepManager(
-                folder_name, number_of_epochs, h1, h2, training_set, test_set,
-                batch_size_train, batch_size_test,
-                OptimizerClass=OptimizerClass, optimizer_kwargs=optimizer_kwargs,
-                NewErrorLossClass=NewErrorLossClass,
-                StrictImitationLossClass=StrictImitationLossClass,
-                lambda_c_stepsize=lambda_c_stepsize,
-                new_error_loss_kwargs=new_error_loss_kwargs,
-                strict_imitation_loss_kwargs=strict_imitation_loss_kwargs,
-                performance_metric=performance_metric,
-                get_instance_image_by_id=get_instance_image_by_id,
-                get_instance_metadata=get_instance_metadata or default_get_instance_metadata,
-                device=device, use_ml_flow=use_ml_flow, ml_flow_run_name=ml_flow_run_name,
-                executor=executor)
+        new_manager = functools.partial(
+            SweepManager, folder_name, number_of_epochs, h1, h2, training_set, test_set, batch_size_train,
+            batch_size_test, OptimizerClass=OptimizerClass, optimizer_kwargs=optimizer_kwargs,
+            NewErrorLossClass=NewErrorLossClass, StrictImitationLossClass=StrictImitationLossClass,
+            lambda_c_stepsize=lambda_c_stepsize, new_error_loss_kwargs=new_error_loss_kwargs,
+            strict_imitation_loss_kwargs=strict_imitation_loss_kwargs, performance_metric=performance_metric,
+            get_instance_image_by_id=get_instance_image_by_id,
+            get_instance_metadata=get_instance_metadata or default_get_instance_metadata,
+            device=device, use_ml_flow=use_ml_flow, ml_flow_run_name=ml_flow_run_name, executor=executor)
 
         # Wrong arguments raise here, before an earlier widget is touched.
         options = _check_serve_options(port, host, allowed_hosts, display_widget, token)
@@ -347,7 +352,7 @@ class CompatibilityAnalysis(NotebookDisplay):
         # After retiring an earlier widget, read the folder again: its sweep has stored its last point.
         sock, reread = _bind_then_retire(sweep_manager.folder_name, port, host, lambda: (
             new_manager() if _registry.retire_earlier(folder_name, trainable=True) else None))
-        self._serve(reread or sweep_manager, sock=sock, **options)  # owns the socket from here
+        _serve(self, reread or sweep_manager, sock=sock, **options)  # owns the socket from here
 
     @classmethod
     def from_sweep_manager(cls, sweep_manager: "SweepManager", port: Optional[int] = None, *,
@@ -390,69 +395,8 @@ class CompatibilityAnalysis(NotebookDisplay):
         sock, _ = _bind_then_retire(sweep_manager.folder_name, port, host, lambda: _registry.retire_earlier(
             sweep_manager.folder_name, trainable=_registry.can_train(sweep_manager), keep_manager=sweep_manager))
         widget = cls.__new__(cls)
-        widget._serve(sweep_manager, sock=sock, **options)  # owns the socket from here
+        _serve(widget, sweep_manager, sock=sock, **options)  # owns the socket from here
         return widget
-
-    # ------------------------------------------------------------------ setup
-
-    def _serve(self, sweep_manager: Any, *, port: Optional[int], host: str,
-               allowed_hosts: Tuple[str, ...], display_widget: bool,
-               token: Optional[str], sock: Optional[socket.socket] = None) -> None:
-        self.sweep_manager = sweep_manager
-        self.host = host
-        self._server: Optional[WidgetServer] = None
-        if sock is None:
-            if port is not None:
-                _registry.release_port(port)
-            sock = bind_socket(host, port, DEFAULT_PORT_RANGE)
-        try:
-            # Routes first (Flask refuses new ones after the first request), then
-            # the server (on the bound port), then the environment, whose base
-            # URL depends on the port and adds its host to the allowed Host names.
-            self.app = Flask(__name__)
-            extra_hosts = set(allowed_hosts)
-            if host not in _WILDCARD_HOSTS:
-                extra_hosts.add(host)
-            else:
-                extra_hosts.update(_environment.wildcard_names())
-            self.token = init_app_routes(self.app, sweep_manager, token=token,
-                                         allowed_hosts=extra_hosts)
-            self.app.config["BCML_JSON_ERRORS_EVERYWHERE"] = True  # the whole app is ours
-        except BaseException:
-            sock.close()
-            raise
-        self._server = WidgetServer(self.app, host=host, sock=sock)
-        self.port = self._server.port
-        self.app.config["BCML_PORT"] = self.port
-        try:
-            self._describe_environment(host)
-        except BaseException:
-            self._server.close()
-            raise
-        _registry.add(self, sweep_manager.folder_name)
-        if display_widget:
-            self.show()
-            self._displayed_when_created()
-
-    def _describe_environment(self, host: str) -> None:
-        env = _detect_environment(host, self.port)
-        params = build_environment_params(env)
-        if params["base_url"]:
-            base_host = urlparse(params["base_url"]).hostname
-            if base_host:
-                allowed = set(self.app.config[_api.ALLOWED_HOSTS_CONFIG_KEY])
-                allowed.add(base_host.lower())
-                self.app.config[_api.ALLOWED_HOSTS_CONFIG_KEY] = frozenset(allowed)
-        self._rai_environment = env
-        self.environment: Dict[str, Any] = {
-            "environment_type": params["environment_type"],
-            "base_url": params["base_url"],
-            "port": self.port,
-            "token": self.token,
-        }
-        self.url = "http://%s:%d/?token=%s" % (_environment.url_host(host), self.port, self.token)
-
-    # ------------------------------------------------------------------ use
 
     def render(self) -> str:
         """The widget HTML for this instance (a new root element each time)."""
@@ -481,3 +425,71 @@ class CompatibilityAnalysis(NotebookDisplay):
             return "<CompatibilityAnalysis (not started)>"
         state = "serving on %s:%d" % (self.host, self.port) if self.running else "closed"
         return "<CompatibilityAnalysis %s>" % state
+
+
+def _serve(widget: CompatibilityAnalysis, sweep_manager: Any, *, port: Optional[int], host: str,
+           allowed_hosts: Tuple[str, ...], display_widget: bool,
+           token: Optional[str], sock: Optional[socket.socket] = None) -> None:
+    """Serve ``sweep_manager`` with ``widget`` (the end of both constructors).
+
+    Binds a socket unless ``sock`` is given, defines the Flask app's routes,
+    starts the :class:`WidgetServer`, describes the environment, registers the
+    widget and (``display_widget``) displays it. The function owns ``sock``:
+    it is closed (or the server that took it) when a step fails. The other
+    arguments are those :func:`_check_serve_options` returns.
+    """
+    widget.sweep_manager = sweep_manager
+    widget.host = host
+    widget._server = None
+    if sock is None:
+        if port is not None:
+            _registry.release_port(port)
+        sock = bind_socket(host, port, DEFAULT_PORT_RANGE)
+    try:
+        # Routes first (Flask refuses new ones after the first request), then
+        # the server (on the bound port), then the environment, whose base
+        # URL depends on the port and adds its host to the allowed Host names.
+        widget.app = Flask(__name__)
+        extra_hosts = set(allowed_hosts)
+        if host not in _WILDCARD_HOSTS:
+            extra_hosts.add(host)
+        else:
+            extra_hosts.update(_environment.wildcard_names())
+        widget.token = init_app_routes(widget.app, sweep_manager, token=token,
+                                       allowed_hosts=extra_hosts)
+        widget.app.config["BCML_JSON_ERRORS_EVERYWHERE"] = True  # the whole app is ours
+    except BaseException:
+        sock.close()
+        raise
+    widget._server = WidgetServer(widget.app, host=host, sock=sock)
+    widget.port = widget._server.port
+    widget.app.config["BCML_PORT"] = widget.port
+    try:
+        _describe_environment(widget, host)
+    except BaseException:
+        widget._server.close()
+        raise
+    _registry.add(widget, sweep_manager.folder_name)
+    if display_widget:
+        widget.show()
+        widget._displayed_when_created()
+
+
+def _describe_environment(widget: CompatibilityAnalysis, host: str) -> None:
+    """Set the widget's ``environment`` (as given to the UI) and ``url``, and accept the base URL's host."""
+    env = _detect_environment(host, widget.port)
+    params = build_environment_params(env)
+    if params["base_url"]:
+        base_host = urlparse(params["base_url"]).hostname
+        if base_host:
+            allowed = set(widget.app.config[_api.ALLOWED_HOSTS_CONFIG_KEY])
+            allowed.add(base_host.lower())
+            widget.app.config[_api.ALLOWED_HOSTS_CONFIG_KEY] = frozenset(allowed)
+    widget._rai_environment = env
+    widget.environment = {
+        "environment_type": params["environment_type"],
+        "base_url": params["base_url"],
+        "port": widget.port,
+        "token": widget.token,
+    }
+    widget.url = "http://%s:%d/?token=%s" % (_environment.url_host(host), widget.port, widget.token)

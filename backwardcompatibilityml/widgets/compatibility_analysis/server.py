@@ -321,12 +321,13 @@ class WidgetServer:
         self.host = host
         self._closed = False
         self._close_lock = threading.Lock()
-        self.max_connections = connection_limit()
         if sock is None:
             sock = bind_socket(host, port, port_range)
-        self.port = sock.getsockname()[1]
-        dispatcher = _Dispatcher()
-        try:
+        dispatcher: Optional[_Dispatcher] = None
+        try:  # from here the server owns the socket: it is closed if anything below fails
+            self.max_connections = connection_limit()
+            self.port = sock.getsockname()[1]
+            dispatcher = _Dispatcher()
             dispatcher.set_thread_count(WORKER_THREADS)
             self._server = create_server(
                 app, map={}, _dispatcher=dispatcher, sockets=[sock],
@@ -342,7 +343,8 @@ class WidgetServer:
                 ident="bcml",
             )
         except BaseException:
-            dispatcher.shutdown(timeout=1)
+            if dispatcher is not None:
+                dispatcher.shutdown(timeout=1)
             sock.close()
             raise
         self._server.channel_class = _Channel
