@@ -406,3 +406,43 @@ def test_a_lock_held_by_a_sweep_is_refused_after_the_retries(tmp_path, monkeypat
         assert len(waits) >= 1 and sum(waits) < 1.0, "a short wait for a probe, not for a sweep"
     finally:
         holder.unlock(handle)
+
+
+BAD_POINT_FIELDS = {
+    "lambda_c-text": ("lambda_c", "abc"),
+    "lambda_c-above-one": ("lambda_c", 1.5),
+    "flag-text": ("training", "yes"),
+    "score-text": ("btc", "0.75"),
+    "size-negative": ("dataset_size", -3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POINT_FIELDS))
+def test_a_summary_point_of_bad_types_is_replaced_by_its_record(tmp_path, caplog, case):
+    field, value = BAD_POINT_FIELDS[case]
+    folder = copy(JSON_ERA, tmp_path)
+    edit_json(folder, "sweep_summary.json", lambda s: s["data"][0].__setitem__(field, value))
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml"):
+        points = ResultFiles.open_folder(folder).read_points()
+    assert any("ignoring the point of datapoint 0" in r.getMessage() and repr(field) in r.getMessage()
+               for r in caplog.records)
+    with open(os.path.join(JSON_ERA, "0-evaluation-data.json")) as handle:
+        record = json.load(handle)
+    assert points[0][field] == record[field] != value
+
+
+@pytest.mark.parametrize("case", sorted(BAD_POINT_FIELDS))
+def test_a_point_of_bad_types_is_skipped_everywhere(finished, tmp_path, caplog, case):
+    field, value = BAD_POINT_FIELDS[case]
+    json_era = copy(JSON_ERA, tmp_path, "json-era")
+    edit_json(json_era, "sweep_summary.json", lambda s: s["data"][0].__setitem__(field, value))
+    edit_json(json_era, "0-evaluation-data.json", lambda r: r.__setitem__(field, value))
+    columns = copy(finished, tmp_path, "columns")
+    edit_json(columns, "0-evaluation.json", lambda info: info.__setitem__(field, value))
+    for folder in (json_era, columns):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml"):
+            opened = SweepManager.open_folder(folder)
+            indices = [point["datapoint_index"] for point in opened.get_sweep_summary()["data"]]
+        assert 0 not in indices and 1 in indices, folder
+        assert any("ignoring the point of datapoint 0" in r.getMessage() for r in caplog.records), folder

@@ -8,6 +8,8 @@ reading a damaged file raises, these checks included.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from typing import Any, Mapping, Tuple
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from .columns import EVALUATION_COLUMNS
 
-__all__ = ["READ_ERRORS", "check_datapoint_info", "check_reference_columns", "check_h2_columns"]
+__all__ = ["READ_ERRORS", "check_datapoint_info", "check_point", "check_reference_columns", "check_h2_columns"]
 
 # What reading a damaged file raises: OSError (pyarrow's ArrowIOError too), ValueError (ArrowInvalid,
 # UnicodeDecodeError, bad JSON, these checks), and what a file of the wrong shape makes the readers raise.
@@ -24,6 +26,62 @@ READ_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexEr
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.arrow$")  # a datapoint's columns: a file of the folder
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _LABEL_COLUMNS = ("instance_id", "ground_truth", "h1_prediction")
+_POINT_FLAGS = ("training", "testing", "new-error", "strict-imitation")
+_POINT_NUMBERS = ("performance", "h1_performance", "btc", "bec", "nfr", "pfr")  # a number, or None
+_POINT_NAMES = ("family", "dataset")  # a str, or None
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+def check_point(point: Mapping[str, Any], source: str) -> None:
+    """Check the field types of a summary point (one datapoint's entry in the sweep's list of points).
+
+    The points are what the API serves to the UI's plots; a field of the
+    wrong type (``"lambda_c": "abc"`` in a hand-edited or damaged file) would
+    be plotted as NaN, so such a point is refused here and skipped by the
+    reader.
+
+    Parameters
+    ----------
+    point : mapping
+        The entry: ``datapoint_index`` and ``dataset_size`` non-negative
+        integers, ``lambda_c`` a real number in [0, 1], ``training``,
+        ``testing``, ``new-error`` and ``strict-imitation`` booleans,
+        ``performance``, ``h1_performance``, ``btc``, ``bec``, ``nfr`` and
+        ``pfr`` real numbers or None, ``family`` and ``dataset`` (when
+        present) strings or None.
+    source : str
+        Where it was read (a file name), for the error message.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source`` and the first field of a wrong type or range.
+    """
+    def fail(field: str, wanted: str) -> None:
+        raise ValueError(f"{source}: the point's {field!r} must be {wanted}, got {point.get(field)!r:.40}")
+
+    for field in ("datapoint_index", "dataset_size"):
+        if not _is_count(point.get(field)):
+            fail(field, "a non-negative integer")
+    lambda_c = point.get("lambda_c")
+    if not (_is_real(lambda_c) and math.isfinite(lambda_c) and 0 <= lambda_c <= 1):
+        fail("lambda_c", "a number in [0, 1]")
+    for field in _POINT_FLAGS:
+        if not isinstance(point.get(field), bool):
+            fail(field, "true or false")
+    for field in _POINT_NUMBERS:
+        if point.get(field) is not None and not _is_real(point[field]):
+            fail(field, "a number or null")
+    for field in _POINT_NAMES:
+        if point.get(field) is not None and not isinstance(point[field], str):
+            fail(field, "a string or null")
 
 
 def check_datapoint_info(info: Any, file_name: str) -> Tuple[str, str]:

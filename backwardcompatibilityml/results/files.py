@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optio
 import numpy as np
 
 from ..evaluation import default_instance_metadata, metric_name
-from ..store import POINT_FIELDS, SweepStore, listed_point
-from .checks import READ_ERRORS, check_datapoint_info, check_h2_columns, check_reference_columns
+from ..store import POINT_FIELDS, SUMMARY_FILE, SweepStore, listed_point
+from .checks import READ_ERRORS, check_datapoint_info, check_h2_columns, check_point, check_reference_columns
 from .column_view import ColumnView, ReferenceColumns
 from .columns import info_name, read_columns, reference_name
 from .datapoint_files import datapoint_files, load_record
@@ -75,6 +75,16 @@ def _signature(path: str) -> Optional[Tuple[int, int, int]]:
     except FileNotFoundError:
         return None
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _checked(point: Dict[str, Any], index: int, source: str) -> Optional[Dict[str, Any]]:
+    """``point`` when its fields have their types (:func:`~.checks.check_point`), else None and a warning."""
+    try:
+        check_point(point, source)
+    except ValueError as error:
+        logger.warning("ignoring the point of datapoint %d: %s", index, error)
+        return None
+    return point
 
 
 class ResultFiles:
@@ -157,9 +167,10 @@ class ResultFiles:
         Column datapoints are read from their small JSON files; JSON-era
         records from the summary where it lists them complete (their files
         can be large), else from the record itself. A datapoint whose file
-        cannot be read (damaged, or JSON of the wrong shape) is left out with
-        a warning in the log; :meth:`view` then raises
-        :class:`CorruptDatapointError` for it. ``summary`` is the folder's
+        cannot be read (damaged, or JSON of the wrong shape), or whose point
+        has a field of a wrong type (:func:`~.checks.check_point`), is left
+        out with a warning in the log; :meth:`view` then raises
+        :class:`CorruptDatapointError` for an unreadable one. ``summary`` is the folder's
         summary when the caller has just read it (read here otherwise).
         """
         infos, records = datapoint_files(self.store.folder)
@@ -169,21 +180,24 @@ class ResultFiles:
         listed = {p["datapoint_index"]: p for p in (data if isinstance(data, list) else []) if listed_point(p)}
         points: Dict[int, Dict[str, Any]] = {}
         for index, name in records.items():
-            try:
-                if index in listed:
-                    points[index] = point_of_record(listed[index])
+            point = _checked(point_of_record(listed[index]), index, SUMMARY_FILE) if index in listed else None
+            if point is None:  # not listed, or listed with a field of a wrong type: the record itself
+                try:
+                    point = _checked(point_of_record(load_record(self.store, index, name, summary)), index, name)
+                except KeyError:  # removed since it was listed
                     continue
-                points[index] = point_of_record(load_record(self.store, index, name, summary))
-            except KeyError:  # removed since it was listed
-                continue
-            except CorruptDatapointError as error:
-                logger.warning("skipping datapoint %d of %s: %s", index, self.store.folder, error.reason)
+                except CorruptDatapointError as error:
+                    logger.warning("skipping datapoint %d of %s: %s", index, self.store.folder, error.reason)
+            if point is not None:
+                points[index] = point
         for index, name in infos.items():
             info = self.store.read_json(name)
             if info is None:  # gone, or unreadable (read_json logged why)
                 continue
             if isinstance(info, dict) and all(field in info for field in POINT_FIELDS):
-                points[index] = datapoint_point(info)
+                point = _checked(datapoint_point(info), index, name)
+                if point is not None:
+                    points[index] = point
             else:
                 logger.warning("skipping datapoint %d of %s: %s is not a datapoint's JSON object",
                                index, self.store.folder, name)
