@@ -16,7 +16,7 @@ import torch
 from .data import iterate_batches
 from .device import DeviceLike, resolve_device
 from .outputs import inference, predicted_labels, target_labels
-from .scores import as_label_array
+from .scores import as_label_array, check_comparable_labels
 
 __all__ = ["model_accuracy", "model_accuracy_by_class", "accuracy_from_predictions", "predict_dataset"]
 
@@ -48,6 +48,7 @@ def accuracy_from_predictions(predicted: Any, expected: Any) -> float:
     expected = as_label_array(expected, "expected")
     if predicted.shape != expected.shape:
         raise ValueError(f"predicted and expected differ in length: {predicted.shape[0]} and {expected.shape[0]}")
+    check_comparable_labels(predicted, "predicted", expected, "expected")
     return float(np.count_nonzero(predicted == expected)) / predicted.shape[0] if predicted.shape[0] else 0.0
 
 

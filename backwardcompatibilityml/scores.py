@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "as_label_array",
+    "check_comparable_labels",
     "trust_compatibility_score",
     "error_compatibility_score",
     "negative_flip_rate",
@@ -54,6 +55,37 @@ def as_label_array(labels: Any, name: str) -> np.ndarray:
     return array
 
 
+def _label_kind(array: np.ndarray) -> str:
+    """``"number"`` (bool, int, float, complex), ``"text"`` (str, bytes) or the numpy dtype's kind."""
+    if array.dtype.kind in "biufc":
+        return "number"
+    if array.dtype.kind in "US":
+        return "text"
+    return array.dtype.kind
+
+
+def check_comparable_labels(predicted: np.ndarray, predicted_name: str, expected: np.ndarray,
+                            expected_name: str) -> None:
+    """Check that two non-empty label arrays hold labels of one kind (numbers, or text).
+
+    numpy compares a number with a string as unequal without a word, so
+    ``[0, 1]`` against ``["0", "1"]`` would count every prediction as wrong.
+
+    Raises
+    ------
+    TypeError
+        If one array holds numbers and the other text (or another kind).
+    """
+    if not (predicted.size and expected.size):
+        return
+    kinds = _label_kind(predicted), _label_kind(expected)
+    if kinds[0] != kinds[1]:
+        raise TypeError(
+            f"{predicted_name} holds {kinds[0]} labels ({predicted.dtype}) but {expected_name} holds "
+            f"{kinds[1]} labels ({expected.dtype}); labels of different kinds never compare equal"
+        )
+
+
 def _correctness(h1_output_labels: Any, h2_output_labels: Any, expected_labels: Any) -> Tuple[np.ndarray, np.ndarray]:
     h1 = as_label_array(h1_output_labels, "h1_output_labels")
     h2 = as_label_array(h2_output_labels, "h2_output_labels")
@@ -63,6 +95,8 @@ def _correctness(h1_output_labels: Any, h2_output_labels: Any, expected_labels: 
             "h1_output_labels, h2_output_labels and expected_labels must have the same length, got "
             f"{h1.shape[0]}, {h2.shape[0]} and {expected.shape[0]}"
         )
+    check_comparable_labels(h1, "h1_output_labels", expected, "expected_labels")
+    check_comparable_labels(h2, "h2_output_labels", expected, "expected_labels")
     return h1 == expected, h2 == expected
 
 

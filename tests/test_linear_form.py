@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -194,3 +196,20 @@ def test_a_batchs_weights_are_computed_once_and_kept_within_the_limit(digits_dat
         for ids, x, y in train[:2]:
             assert torch.allclose(limited(log_p2, ids, y, x), exact(log_p2, ids, y, x), atol=1e-6, rtol=0)
     assert len(calls) == 1 + 3, "the first batch is kept, the second computed every time"
+
+
+def test_zero_probabilities_of_h1_keep_the_linear_form_finite():
+    """0 log 0 = 0 in h1's negative entropy (the KL base): it was NaN, and NaN for every member."""
+    log_p1 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.8, 0.2], [0.5, 0.0, 0.5]], dtype=torch.float64).log()
+    y = torch.tensor([0, 1, 2])  # h1 right on the first two (the third's argmax is class 0)
+    instances = instance_coefficients(log_p1, y, base="kl-divergence", num_classes=3)
+    by_hand = [0.0, 0.8 * math.log(0.8) + 0.2 * math.log(0.2), 0.0]
+    assert torch.allclose(instances.negative_entropy, torch.tensor(by_hand, dtype=torch.float64), atol=1e-12)
+    log_p2 = torch.randn(2, 3, 3, dtype=torch.float64).log_softmax(-1)
+    lambdas = family_lambdas([0.5, 0.5], ["new-error", "strict-imitation"], dtype=torch.float64)
+    got = linear_form_loss(log_p2, *linear_weights(instances, lambdas))
+    expected = torch.stack([
+        compatibility_loss(log_p2[k], log_p1, y, 0.5, family=family, base="kl-divergence", num_classes=3)
+        for k, family in enumerate(["new-error", "strict-imitation"])
+    ])
+    assert torch.isfinite(got).all() and torch.allclose(got, expected, atol=1e-12)

@@ -91,3 +91,44 @@ def test_model_accuracy_counts_instances_not_batch_means(digits_data):
     for c in np.unique(y[:127]):
         mask = y[:127] == c
         assert by_class[int(c)] == pytest.approx(float((predicted[mask] == c).mean()))
+
+
+def test_hand_built_examples():
+    y = [0, 1, 2, 3]
+    # h1 right on 0, 1, 2; h2 right on 0, 3 -> R1&R2 = {0}, W1&W2 = {}, R1&W2 = {1, 2}, W1&R2 = {3}
+    h1, h2 = [0, 1, 2, 0], [0, 0, 0, 3]
+    assert trust_compatibility_score(h1, h2, y) == pytest.approx(1 / 3)
+    assert error_compatibility_score(h1, h2, y) == 0.0
+    assert negative_flip_rate(h1, h2, y) == 0.5
+    assert positive_flip_rate(h1, h2, y) == 0.25
+    # all-correct h1 and h2
+    assert [f(y, y, y) for f in (trust_compatibility_score, error_compatibility_score, negative_flip_rate,
+                                 positive_flip_rate)] == [1.0, 1.0, 0.0, 0.0]
+    # no-correct h1: BTC's denominator is empty (1.0), no division by zero
+    wrong = [1, 2, 3, 0]
+    assert trust_compatibility_score(wrong, y, y) == 1.0
+    assert positive_flip_rate(wrong, y, y) == 1.0
+    for f in (trust_compatibility_score, error_compatibility_score, negative_flip_rate, positive_flip_rate):
+        for args in ((h1, h2, y), ([], [], []), (torch.tensor(h1), np.array(h2), y)):
+            assert type(f(*args)) is float
+
+
+@pytest.mark.parametrize("h1, expected, word", [
+    (["0", "1"], [0, 1], "h1_output_labels"),
+    ([0, 1], np.array(["0", "1"]), "expected_labels"),
+    (torch.tensor([0, 1]), [b"0", b"1"], "h1_output_labels"),
+])
+def test_labels_of_different_kinds_are_refused(h1, expected, word):
+    """numpy says "0" != 0 without a word: every prediction would silently count as wrong."""
+    for f in (trust_compatibility_score, error_compatibility_score, negative_flip_rate, positive_flip_rate):
+        with pytest.raises(TypeError, match=word):
+            f(h1, [0, 1], expected)
+
+
+def test_accuracy_refuses_labels_of_different_kinds():
+    from backwardcompatibilityml.metrics import accuracy_from_predictions
+
+    assert accuracy_from_predictions(["a", "b"], ["a", "c"]) == 0.5
+    assert accuracy_from_predictions([0.0, 1.0, True], [0, 1, 1]) == 1.0
+    with pytest.raises(TypeError, match="predicted"):
+        accuracy_from_predictions(["0", "1"], [0, 1])

@@ -191,6 +191,16 @@ class CompatibilityLoss(nn.Module):
         -------
         Tensor
             A scalar for ``reduction="mean"`` or ``"sum"``, else shape ``(N,)``.
+
+        Raises
+        ------
+        TypeError
+            If ``y`` is not a tensor, or a model returns something else than
+            the documented outputs.
+        ValueError
+            If ``y`` has the wrong dtype or shape, holds a class index outside
+            ``[0, C)`` for h2's ``C`` classes, or disagrees with ``x`` or the
+            models' outputs on the batch size.
         """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
@@ -206,6 +216,8 @@ class CompatibilityLoss(nn.Module):
         for name, out in (("h1", h1_out), ("h2", h2_out)):
             if out.shape[0] != target.shape[0]:
                 raise ValueError(f"{name} returned {out.shape[0]} rows for a batch of {target.shape[0]} targets")
+        if not self.binary:
+            LF.check_class_indices(target, h2_out.shape[-1])
         terms = self.base_terms(h2_out, target)
         dissonance = support = None
         if self.lambda_c > 0:  # at lambda_c = 0 the loss is the base loss alone

@@ -40,7 +40,8 @@ from ..validation import check_lambda_c, check_scalar
 
 __all__ = [
     "NEW_ERROR", "STRICT_IMITATION", "FAMILIES", "BASES", "BINARY_BASES", "REDUCTIONS",
-    "is_binary_base", "check_num_classes", "check_kl_classes", "nll_terms", "bce_terms", "one_hot_kl_terms",
+    "is_binary_base", "check_num_classes", "check_kl_classes", "check_class_indices", "nll_terms", "bce_terms",
+    "one_hot_kl_terms",
     "soft_cross_entropy_terms", "kl_terms", "base_terms", "dissonance_terms", "support_mask",
     "member_weights", "combine_terms", "compatibility_loss", "stacked_compatibility_loss",
 ]
@@ -82,10 +83,43 @@ def check_kl_classes(returned: int, target: torch.Tensor, num_classes: Optional[
     """
     if num_classes is None:
         raise ValueError("num_classes is required by the kl-divergence base")
-    if target.numel() and int(target.max()) >= num_classes:
-        raise ValueError(f"y holds class {int(target.max())} but num_classes={num_classes}")
+    if target.numel():
+        low, high = (int(value) for value in torch.aminmax(target))
+        if low < 0:
+            raise ValueError(f"y holds class {low}; class indices must be >= 0")
+        if high >= num_classes:
+            raise ValueError(f"y holds class {high} but num_classes={num_classes}")
     if returned != num_classes:
         raise ValueError(f"the model returned {returned} classes but num_classes={num_classes}")
+
+
+def check_class_indices(target: torch.Tensor, classes: int, name: str = "y") -> None:
+    """Check that the labels ``target`` are class indices in ``[0, classes)``.
+
+    Parameters
+    ----------
+    target : Tensor
+        Integer class indices.
+    classes : int
+        The number of classes the model returned.
+    name : str
+        Name of the argument, used in the messages.
+
+    Raises
+    ------
+    ValueError
+        If a label is negative or ``>= classes`` (torch's ``nll_loss`` would
+        raise an ``IndexError`` that names no argument, or a device-side
+        assertion on a GPU).
+    """
+    if not target.numel():
+        return
+    low, high = (int(value) for value in torch.aminmax(target))
+    if low < 0:
+        raise ValueError(f"{name} holds class {low}; class indices must be >= 0")
+    if high >= classes:
+        raise ValueError(f"{name} holds class {high} but the model returned {classes} classes "
+                         f"(class indices must lie in [0, {classes}))")
 
 
 # -- per-instance terms ------------------------------------------------------------------
@@ -105,8 +139,12 @@ def nll_terms(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def bce_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-instance binary cross-entropy of ``probs`` (``(..., N)``) against ``target`` (may be soft)."""
-    return F.binary_cross_entropy(probs, target.expand_as(probs), reduction="none")
+    """Per-instance binary cross-entropy of ``probs`` (``(..., N)``) against ``target`` (may be soft).
+
+    ``target`` is cast to ``probs``' dtype (h1's probabilities may come in
+    another floating dtype than h2's), as the multi-class terms promote.
+    """
+    return F.binary_cross_entropy(probs, target.to(probs.dtype).expand_as(probs), reduction="none")
 
 
 def one_hot_kl_terms(log_probs: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -119,18 +157,39 @@ def one_hot_kl_terms(log_probs: torch.Tensor, target: torch.Tensor, num_classes:
         another number of classes.
     """
     check_kl_classes(log_probs.shape[-1], target, num_classes)
-    one_hot = F.one_hot(target, num_classes).to(log_probs.dtype)
-    return F.kl_div(log_probs, one_hot.expand_as(log_probs), reduction="none").sum(dim=-1)
+    # KL(one_hot(y) || p) = sum_k y_k (log y_k - log p_k) = -log p_y, since 0 log 0 = 0 = 1 log 1.
+    # Written as the NLL rather than with F.kl_div, which makes 0 * (-inf) = NaN where a class other
+    # than the label has probability 0 (a log_softmax of -inf).
+    return nll_terms(log_probs, target)
+
+
+def _weighted_by_h1(h1_probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``sum_k p1_k values_k`` over the classes, a class with ``p1_k = 0`` adding 0 (``0 log 0 = 0``).
+
+    The mask keeps ``0 * (-inf)`` from turning a term into NaN, in the value and
+    in the gradient (the masked classes get a gradient of 0).
+    """
+    products = h1_probs * values
+    return torch.where(h1_probs > 0, products, torch.zeros_like(products)).sum(dim=-1)
 
 
 def soft_cross_entropy_terms(h2_log_probs: torch.Tensor, h1_log_probs: torch.Tensor) -> torch.Tensor:
-    """Per-instance ``-sum_k p1_k log p2_k``: cross-entropy of h2 against h1's distribution."""
-    return -(h1_log_probs.exp() * h2_log_probs).sum(dim=-1)
+    """Per-instance ``-sum_k p1_k log p2_k``: cross-entropy of h2 against h1's distribution.
+
+    A class h1 gives probability 0 adds nothing, even where h2's log-probability is ``-inf``.
+    """
+    h1_probs = h1_log_probs.to(h2_log_probs.dtype).exp()
+    return -_weighted_by_h1(h1_probs, h2_log_probs)
 
 
 def kl_terms(h2_log_probs: torch.Tensor, h1_log_probs: torch.Tensor) -> torch.Tensor:
-    """Per-instance ``KL(p1 || p2)`` from log-probabilities of both models."""
-    return F.kl_div(h2_log_probs, h1_log_probs.expand_as(h2_log_probs), reduction="none", log_target=True).sum(dim=-1)
+    """Per-instance ``KL(p1 || p2) = sum_k p1_k (log p1_k - log p2_k)`` from log-probabilities of both models.
+
+    A class h1 gives probability 0 adds nothing (``0 log 0 = 0``), even where
+    h1's or h2's log-probability is ``-inf``.
+    """
+    h1_log_probs = h1_log_probs.to(h2_log_probs.dtype)
+    return _weighted_by_h1(h1_log_probs.exp(), h1_log_probs - h2_log_probs)
 
 
 def base_terms(
@@ -240,7 +299,11 @@ def _combine(base: torch.Tensor, dissonance: Optional[torch.Tensor], support: Op
     per_instance = base
     if isinstance(weights, torch.Tensor) or weights > 0:
         assert dissonance is not None and support is not None
-        per_instance = base + weights * torch.where(support, dissonance, torch.zeros_like(dissonance))
+        weighted = weights * dissonance
+        # Off the support, and for a member of lambda_c = 0, the dissonance adds nothing, even where it is
+        # infinite (0 * inf would make the member's loss NaN where the float lambda_c = 0 gives the base loss).
+        keep = support & (weights > 0) if isinstance(weights, torch.Tensor) else support
+        per_instance = base + torch.where(keep, weighted, torch.zeros_like(weighted))
     if reduction == "mean":
         return per_instance.mean(dim=-1)
     if reduction == "sum":

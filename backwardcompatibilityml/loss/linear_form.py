@@ -147,8 +147,10 @@ def instance_coefficients(
     rows = torch.stack([label, label * support, p1 * support])
     entropy = None
     if base == "kl-divergence":
-        # KL(p1 || p2) = sum_c p1 log p1 - sum_c p1 log p2; the first sum is a constant of the instance.
-        terms = (p1 * log_p1).sum(dim=-1)
+        # KL(p1 || p2) = sum_c p1 log p1 - sum_c p1 log p2; the first sum is a constant of the instance,
+        # where a class of probability 0 adds 0 (0 log 0 = 0; 0 * -inf would be NaN).
+        products = p1 * log_p1
+        terms = torch.where(p1 > 0, products, torch.zeros_like(products)).sum(dim=-1)
         entropy = torch.where(support.squeeze(-1) > 0, terms, torch.zeros_like(terms))
     return InstanceCoefficients(rows, entropy)
 
