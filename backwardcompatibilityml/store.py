@@ -27,12 +27,11 @@ import torch
 from . import previous_results
 from .folder_lock import LOCK_FILE, FolderLock
 from .permissions import apply_default_file_mode
-from .sweep_files import EVALUATION_RE as _EVALUATION_RE
 from .sweep_files import SUMMARY_FILE
 from .validation import check_folder
 
 __all__ = [
-    "SweepStore", "format_lambda_c", "POINT_FIELDS", "point_of", "SUMMARY_FIELD_TYPES", "clean_summary", "is_index",
+    "SweepStore", "format_lambda_c", "POINT_FIELDS", "SUMMARY_FIELD_TYPES", "clean_summary", "is_index",
     "listed_point", "LOCK_FILE",
 ]
 
@@ -60,11 +59,6 @@ POINT_FIELDS = (
     "datapoint_index", "lambda_c", "training", "testing", "new-error", "strict-imitation",
     "performance", "h1_performance", "btc", "bec", "nfr", "pfr", "dataset_size",
 )
-
-
-def point_of(record: Dict[str, Any]) -> Dict[str, Any]:
-    """The summary entry (a few numbers) of a full evaluation record."""
-    return {field: record[field] for field in POINT_FIELDS}
 
 
 def is_index(value: Any) -> bool:
@@ -217,39 +211,6 @@ class SweepStore:
         """
         value = self.read_json(SUMMARY_FILE)
         return None if value is None else clean_summary(value)
-
-    def evaluation_indices(self) -> set:
-        """Datapoint indices that have an evaluation file."""
-        return {int(m.group(1)) for m in map(_EVALUATION_RE.match, os.listdir(self.folder)) if m}
-
-    def read_evaluation(self, datapoint_index: int) -> Optional[Dict[str, Any]]:
-        """One stored evaluation record, or None when missing or unreadable."""
-        record = self.read_json(self.evaluation_name(datapoint_index))
-        if not isinstance(record, dict) or not all(field in record for field in POINT_FIELDS):
-            if record is not None:
-                logger.warning("ignoring sweep file %s: not an evaluation record",
-                               self.evaluation_name(datapoint_index))
-            return None
-        return record
-
-    def read_points(self) -> Dict[int, Dict[str, Any]]:
-        """The summary entry of every stored evaluation, by datapoint index.
-
-        Entries come from ``sweep_summary.json`` where it lists them; an
-        evaluation file the summary does not list yet (a crash between the two
-        writes) is read itself.
-        """
-        summary = self.read_summary() or {}
-        listed = {point["datapoint_index"]: point for point in summary.get("data") or [] if listed_point(point)}
-        points = {}
-        for index in self.evaluation_indices():
-            if index in listed:
-                points[index] = listed[index]
-            else:
-                record = self.read_evaluation(index)
-                if record is not None:
-                    points[index] = point_of(record)
-        return points
 
     def read_json(self, name: str) -> Optional[Any]:
         """A JSON file of the folder, or None when it is missing or unreadable (a warning is logged)."""
