@@ -16,7 +16,7 @@ import torch
 from .data import iterate_batches
 from .device import DeviceLike, resolve_device
 from .outputs import inference, predicted_labels, target_labels
-from .scores import as_label_array, check_comparable_labels
+from .validation import check_comparable_labels, check_label_array
 
 __all__ = ["model_accuracy", "model_accuracy_by_class", "accuracy_from_predictions", "predict_dataset"]
 
@@ -44,8 +44,8 @@ def predict_dataset(model: Any, dataset: Iterable, device: DeviceLike = "cpu") -
 
 def accuracy_from_predictions(predicted: Any, expected: Any) -> float:
     """Share of ``predicted`` labels equal to ``expected`` (0.0 for no instance)."""
-    predicted = as_label_array(predicted, "predicted")
-    expected = as_label_array(expected, "expected")
+    predicted = check_label_array(predicted, "predicted")
+    expected = check_label_array(expected, "expected")
     if predicted.shape != expected.shape:
         raise ValueError(f"predicted and expected differ in length: {predicted.shape[0]} and {expected.shape[0]}")
     check_comparable_labels(predicted, "predicted", expected, "expected")

@@ -22,6 +22,11 @@ from typing import Any, Tuple
 
 import numpy as np
 
+from .validation import check_comparable_labels, check_label_array
+
+#: The former name of :func:`~backwardcompatibilityml.validation.check_label_array`, kept for callers.
+as_label_array = check_label_array
+
 __all__ = [
     "as_label_array",
     "check_comparable_labels",
@@ -32,64 +37,10 @@ __all__ = [
 ]
 
 
-def as_label_array(labels: Any, name: str) -> np.ndarray:
-    """Convert labels (list, numpy array or tensor) to a 1-D numpy array.
-
-    Raises
-    ------
-    TypeError
-        If ``labels`` cannot be read as an array.
-    ValueError
-        If it is not one-dimensional.
-    """
-    if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
-    try:
-        array = np.asarray(labels)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be a sequence of labels: {error}") from None
-    if array.dtype == object:
-        raise TypeError(f"{name} must be a sequence of numeric labels")
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    return array
-
-
-def _label_kind(array: np.ndarray) -> str:
-    """``"number"`` (bool, int, float, complex), ``"text"`` (str, bytes) or the numpy dtype's kind."""
-    if array.dtype.kind in "biufc":
-        return "number"
-    if array.dtype.kind in "US":
-        return "text"
-    return array.dtype.kind
-
-
-def check_comparable_labels(predicted: np.ndarray, predicted_name: str, expected: np.ndarray,
-                            expected_name: str) -> None:
-    """Check that two non-empty label arrays hold labels of one kind (numbers, or text).
-
-    numpy compares a number with a string as unequal without a word, so
-    ``[0, 1]`` against ``["0", "1"]`` would count every prediction as wrong.
-
-    Raises
-    ------
-    TypeError
-        If one array holds numbers and the other text (or another kind).
-    """
-    if not (predicted.size and expected.size):
-        return
-    kinds = _label_kind(predicted), _label_kind(expected)
-    if kinds[0] != kinds[1]:
-        raise TypeError(
-            f"{predicted_name} holds {kinds[0]} labels ({predicted.dtype}) but {expected_name} holds "
-            f"{kinds[1]} labels ({expected.dtype}); labels of different kinds never compare equal"
-        )
-
-
 def _correctness(h1_output_labels: Any, h2_output_labels: Any, expected_labels: Any) -> Tuple[np.ndarray, np.ndarray]:
-    h1 = as_label_array(h1_output_labels, "h1_output_labels")
-    h2 = as_label_array(h2_output_labels, "h2_output_labels")
-    expected = as_label_array(expected_labels, "expected_labels")
+    h1 = check_label_array(h1_output_labels, "h1_output_labels")
+    h2 = check_label_array(h2_output_labels, "h2_output_labels")
+    expected = check_label_array(expected_labels, "expected_labels")
     if not (h1.shape[0] == h2.shape[0] == expected.shape[0]):
         raise ValueError(
             "h1_output_labels, h2_output_labels and expected_labels must have the same length, got "

@@ -25,7 +25,7 @@ import numpy as np
 __all__ = [
     "check_scalar", "check_bool", "check_positive_int", "check_class", "check_optimizer_class",
     "check_loss_class", "check_callable", "check_kwargs", "check_folder", "check_lambda_c",
-    "check_instance", "check_str", "check_str_list", "check_port",
+    "check_instance", "check_str", "check_str_list", "check_port", "check_label_array", "check_comparable_labels",
 ]
 
 TypeSpec = Union[type, Tuple[type, ...]]
@@ -399,3 +399,57 @@ def check_port(value: Any, name: str = "port", *, allow_none: bool = True) -> Op
     if value is None and allow_none:
         return None
     return int(check_scalar(value, name, numbers.Integral, min_val=0, max_val=65535))
+
+
+def check_label_array(labels: Any, name: str) -> np.ndarray:
+    """Check labels (a list, numpy array or tensor) and return them as a 1-D numpy array.
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` cannot be read as an array.
+    ValueError
+        If it is not one-dimensional.
+    """
+    if hasattr(labels, "detach"):
+        labels = labels.detach().cpu().numpy()
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a sequence of labels: {error}") from None
+    if array.dtype == object:
+        raise TypeError(f"{name} must be a sequence of numeric labels")
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _label_kind(array: np.ndarray) -> str:
+    """``"number"`` (bool, int, float, complex), ``"text"`` (str, bytes) or the numpy dtype's kind."""
+    if array.dtype.kind in "biufc":
+        return "number"
+    if array.dtype.kind in "US":
+        return "text"
+    return array.dtype.kind
+
+
+def check_comparable_labels(predicted: np.ndarray, predicted_name: str, expected: np.ndarray,
+                            expected_name: str) -> None:
+    """Check that two non-empty label arrays hold labels of one kind (numbers, or text).
+
+    numpy compares a number with a string as unequal without a word, so
+    ``[0, 1]`` against ``["0", "1"]`` would count every prediction as wrong.
+
+    Raises
+    ------
+    TypeError
+        If one array holds numbers and the other text (or another kind).
+    """
+    if not (predicted.size and expected.size):
+        return
+    kinds = _label_kind(predicted), _label_kind(expected)
+    if kinds[0] != kinds[1]:
+        raise TypeError(
+            f"{predicted_name} holds {kinds[0]} labels ({predicted.dtype}) but {expected_name} holds "
+            f"{kinds[1]} labels ({expected.dtype}); labels of different kinds never compare equal"
+        )
