@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ast
 import inspect
 
@@ -9,42 +10,14 @@ import pytest
 import torch
 
 import backwardcompatibilityml.loss.strict_imitation as strict_imitation_module
-from backwardcompatibilityml.loss import (
-    BCBinaryCrossEntropyLoss,
-    BCCrossEntropyLoss,
-    BCKLDivergenceLoss,
-    BCNLLLoss,
-    CompatibilityLoss,
-    StrictImitationBinaryCrossEntropyLoss,
-    StrictImitationCrossEntropyLoss,
-    StrictImitationKLDivergenceLoss,
-    StrictImitationNLLLoss,
-)
+from backwardcompatibilityml.loss import BCCrossEntropyLoss, BCKLDivergenceLoss, CompatibilityLoss, StrictImitationNLLLoss
 from backwardcompatibilityml.loss.functional import compatibility_loss
 from backwardcompatibilityml.outputs import binary_probabilities, log_probabilities
+from loss_cases import BINARY, MULTICLASS, Fixed, build_loss
 
-MULTICLASS = [
-    BCNLLLoss, BCCrossEntropyLoss, BCKLDivergenceLoss,
-    StrictImitationNLLLoss, StrictImitationCrossEntropyLoss, StrictImitationKLDivergenceLoss,
-]
-BINARY = [BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss]
 C, N, K = 5, 12, 4
 LAMBDAS = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=torch.float64)
-
-
-class Fixed(torch.nn.Module):
-    def __init__(self, output):
-        super().__init__()
-        self.output = output
-
-    def forward(self, x):
-        return self.output
-
-
-def build(cls, h1, h2, lambda_c, **kwargs):
-    if "KLDivergence" in cls.__name__:
-        kwargs.setdefault("num_classes", C)
-    return cls(h1, h2, lambda_c, **kwargs)
+build = functools.partial(build_loss, classes=C)
 
 
 def multiclass_batch(seed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -19,30 +20,10 @@ from backwardcompatibilityml.loss import (
     StrictImitationNLLLoss,
 )
 from conftest import BinaryMLP, CountingModel, MLP
+from loss_cases import BINARY, MULTICLASS, Fixed, build_loss
 
-MULTICLASS = [
-    BCNLLLoss, BCCrossEntropyLoss, BCKLDivergenceLoss,
-    StrictImitationNLLLoss, StrictImitationCrossEntropyLoss, StrictImitationKLDivergenceLoss,
-]
-BINARY = [BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss]
 NUM_CLASSES = 5
-
-
-def build(cls, h1, h2, lambda_c, **kwargs):
-    if "KLDivergence" in cls.__name__:
-        kwargs.setdefault("num_classes", NUM_CLASSES)
-    return cls(h1, h2, lambda_c, **kwargs)
-
-
-class Fixed(nn.Module):
-    """A 'model' that returns fixed logits whatever the input (for exact control of h1)."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = logits
-
-    def forward(self, x):
-        return self.logits
+build = functools.partial(build_loss, classes=NUM_CLASSES)
 
 
 def expected_multiclass(cls_name, logits1, logits2, y, lambda_c):

@@ -9,50 +9,20 @@ binary losses, torch's ``BCELoss`` convention is kept: a log is clamped at
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
-import torch.nn as nn
 
-from backwardcompatibilityml.loss import (
-    BCBinaryCrossEntropyLoss,
-    BCCrossEntropyLoss,
-    BCKLDivergenceLoss,
-    BCNLLLoss,
-    StrictImitationBinaryCrossEntropyLoss,
-    StrictImitationCrossEntropyLoss,
-    StrictImitationKLDivergenceLoss,
-    StrictImitationNLLLoss,
-)
 from backwardcompatibilityml.loss.functional import compatibility_loss
+from loss_cases import BINARY, MULTICLASS, Fixed, build_loss
 
-MULTICLASS = [
-    BCNLLLoss, BCCrossEntropyLoss, BCKLDivergenceLoss,
-    StrictImitationNLLLoss, StrictImitationCrossEntropyLoss, StrictImitationKLDivergenceLoss,
-]
-BINARY = [BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss]
 ALL = MULTICLASS + BINARY
 REDUCTIONS = ["mean", "sum", "none"]
 LAMBDAS = [0.0, 0.3, 1.0]
 C = 4
-
-
-class Fixed(nn.Module):
-    """A 'model' returning a fixed output (a tensor or a triple), whatever the input."""
-
-    def __init__(self, output):
-        super().__init__()
-        self.output = output
-
-    def forward(self, x):
-        return self.output
-
-
-def build(cls, h1, h2, lambda_c, **kwargs):
-    if "KLDivergence" in cls.__name__:
-        kwargs.setdefault("num_classes", C)
-    return cls(h1, h2, lambda_c, **kwargs)
+build = functools.partial(build_loss, classes=C)
 
 
 def log(value):
