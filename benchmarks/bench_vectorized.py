@@ -15,6 +15,11 @@ MLP-64, batch 32, 5 epochs, SGD(lr=0.1).
    compatibility loss, no evaluation) shows what eager PyTorch needs for K
    members on this machine.
 3. Peak RSS of the process as K grows.
+4. With ``--pairs N``: the same ratio as in 2 from N interleaved pairs (one
+   training, then K trainings) inside one process, after a warm-up pair.
+   Neighbouring runs see nearly the same machine load, so the median of the
+   per-pair ratios is the steadier figure on a shared, noisy machine; the
+   best-of figures of 2 come from runs minutes apart.
 
 Every figure is measured in a fresh subprocess (so peak RSS is that run's);
 each timing is the best of ``--repeats`` runs, sequential and vectorized
@@ -22,7 +27,7 @@ alternating so that both see the same machine load. Wall time and the
 process's CPU time are both shown: on a shared machine the CPU time is the
 steadier figure.
 
-Usage: ``python benchmarks/bench_vectorized.py [--repeats 2] [--quick] [--counts K ...]``
+Usage: ``python benchmarks/bench_vectorized.py [--repeats 2] [--quick] [--counts K ...] [--pairs N]``
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,6 +148,18 @@ def floor_time(count: int) -> dict:
             "rss_peak_mb": 0}
 
 
+def paired_times(count: int, pairs: int) -> dict:
+    """``pairs`` interleaved (one training, ``count`` trainings) runs in this process, after one warm-up pair."""
+    one, many = [], []
+    for index in range(pairs + 1):
+        first = executor_time("sequential", 1)["wall"]
+        second = executor_time("vectorized", count)["wall"]
+        if index:
+            one.append(first)
+            many.append(second)
+    return {"one": one, "many": many}
+
+
 def _child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
                          cwd=HERE, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -160,6 +178,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="stepsize 0.25 only and K up to 10")
     parser.add_argument("--counts", type=int, nargs="+", help="only these K in part 2 (and no part 1)")
+    parser.add_argument("--pairs", type=int, default=0,
+                        help="also measure part 2's ratio from this many same-process pairs per K")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
     if args.child:
@@ -168,6 +188,8 @@ def main() -> None:
             result = sweep_time(executor, float(value))
         elif kind == "floor":
             result = floor_time(int(value))
+        elif kind == "pairs":
+            result = paired_times(int(value), int(executor))
         else:
             result = executor_time(executor, int(value))
         print(json.dumps(result))
@@ -212,6 +234,16 @@ def main() -> None:
               f"{floor['wall']:>6.2f}s {floor['wall'] / one['wall']:>6.2f}x {vec['wall'] / floor['wall']:>8.2f}x   "
               f"{vec['cpu']:>5.2f}s {vec['cpu'] / one['cpu']:>6.2f}x   {vec['rss_peak_mb']:>7.0f}MB "
               f"{vec['rss_peak_mb'] - vec['rss_before_mb']:>5.0f}MB", flush=True)
+
+    if args.pairs:
+        print(f"\n4. the same ratio from {args.pairs} interleaved pairs in one process (one training, then K)")
+        print(f"   {'K':>3} {'median':>7} {'best':>6} {'worst':>6} {'goal':>6}   {'one: median':>11} {'K: median':>9}")
+        for count in counts:
+            found = _child("pairs", str(args.pairs), str(count))
+            ratios = sorted(many / one for one, many in zip(found["one"], found["many"]))
+            print(f"   {count:>3} {statistics.median(ratios):>6.2f}x {ratios[0]:>5.2f}x {ratios[-1]:>5.2f}x "
+                  f"{'<=3x':>6}   {statistics.median(found['one']):>10.3f}s "
+                  f"{statistics.median(found['many']):>8.3f}s", flush=True)
 
 
 if __name__ == "__main__":
