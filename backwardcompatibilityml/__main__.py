@@ -7,12 +7,18 @@ exits with status 0. Before that, during start-up, they abort it without a
 traceback, with the shell's conventional status: 130 for Ctrl-C, 143 for
 SIGTERM. A second signal while stopping aborts at once (130). The demo's
 temporary folder is removed at exit; ``--folder DIR`` keeps the sweep in DIR.
+
+Wrong arguments (``--epochs 0``, ``--stepsize 2``, ``--port 99999``, a
+``--host`` this machine cannot listen on, a ``--port`` that is taken, a
+folder that is a file) are refused at once, before h1 is trained, with a
+message naming the option and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import signal
@@ -32,6 +38,50 @@ EXIT_ERROR = 2
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 EXECUTORS = ("auto", "sequential", "vectorized")
+#: The smallest ``--stepsize`` (``engine.config.MIN_STEPSIZE``; not imported, so that ``--help`` needs no torch).
+MIN_STEPSIZE = 0.001
+#: The ports tried without ``--port`` (``DEFAULT_PORT_RANGE`` of the widget's server).
+DEFAULT_PORTS = (5000, 5099)
+
+
+def _epochs(text: str) -> int:
+    """``--epochs``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _stepsize(text: str) -> float:
+    """``--stepsize``: a number in [MIN_STEPSIZE, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and MIN_STEPSIZE <= value <= 1):
+        raise argparse.ArgumentTypeError(f"must be a number in [{MIN_STEPSIZE:g}, 1], got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """``--port``: an integer in [0, 65535] (0: the system chooses)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 65535], got {text!r}")
+    return value
+
+
+def _host_name(text: str) -> str:
+    """``--host`` / ``--allowed-host``: a non-empty name or address."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a host, got an empty string")
+    return text
 
 
 class _Terminated(BaseException):
@@ -56,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,serve}")
     demo = commands.add_parser("demo", help="train h1 and h2 on scikit-learn's digits and serve the widget")
     demo.add_argument("--folder", help="keep the sweep in this folder (default: a temporary folder, removed at exit)")
-    demo.add_argument("--epochs", type=int, default=5, help="training epochs per lambda_c (default 5)")
-    demo.add_argument("--stepsize", type=float, default=0.25, help="lambda_c step in (0, 1] (default 0.25)")
+    demo.add_argument("--epochs", type=_epochs, default=5, help="training epochs per lambda_c, >= 1 (default 5)")
+    demo.add_argument("--stepsize", type=_stepsize, default=0.25,
+                      help=f"lambda_c step in [{MIN_STEPSIZE:g}, 1] (default 0.25: lambda_c = 0, 0.25, ..., 1)")
     demo.add_argument("--executor", choices=EXECUTORS, default="auto",
                       help="how the trainings run: 'vectorized' trains the lambda_c models as one stacked model, "
                       "'sequential' one at a time, 'auto' (default) vectorized where it applies")
@@ -65,8 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="browse a saved sweep folder without training")
     serve.add_argument("folder", help="a folder written by a sweep")
     for sub in (demo, serve):
-        sub.add_argument("--port", type=int, default=None, help="port (default: first free in 5000-5099)")
-        sub.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+        sub.add_argument("--port", type=_port, default=None,
+                         help="port (default: first free in %d-%d)" % DEFAULT_PORTS)
+        sub.add_argument("--host", type=_host_name, default="127.0.0.1",
+                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+        sub.add_argument("--allowed-host", dest="allowed_hosts", metavar="NAME", action="append", type=_host_name,
+                         default=None,
+                         help="also answer requests addressed to NAME (the Host header), e.g. the name or address "
+                         "other machines use with --host 0.0.0.0; repeatable. Loopback names and --host are "
+                         "always answered")
         sub.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     return parser
 
@@ -133,7 +191,62 @@ def _start(args: argparse.Namespace, folder: Optional[str], session: _Session) -
     else:
         session.manager = SweepManager.open_folder(args.folder)
     session.widget = CompatibilityAnalysis.from_sweep_manager(
-        session.manager, port=args.port, host=args.host, display_widget=False)
+        session.manager, port=args.port, host=args.host, allowed_hosts=args.allowed_hosts, display_widget=False)
+
+
+class _ArgumentError(Exception):
+    """A command-line argument that cannot work; the message names the option."""
+
+
+def _port_taken(host: str, port: Optional[int]) -> str:
+    if port is None:
+        return "no free port in %d-%d on %s; stop other widgets or pass --port" % (DEFAULT_PORTS + (host,))
+    return ("argument --port: port %d on %s is already in use (or not allowed); pass another --port, or leave "
+            "--port out to take the first free one in %d-%d" % ((port, host) + DEFAULT_PORTS))
+
+
+def _check_listening(host: str, port: Optional[int]) -> None:
+    """Check, by a trial bind closed at once, that the server will be able to listen on ``--host``/``--port``.
+
+    Done before the demo trains h1, so that a wrong option fails in a second, not after the training.
+    """
+    from .widgets.compatibility_analysis.server import PortInUseError, bind_socket
+
+    try:
+        bind_socket(host, port).close()
+    except PortInUseError:
+        raise _ArgumentError(_port_taken(host, port)) from None
+    except ValueError as error:
+        cause = error.__context__
+        reason = f" ({cause.strerror})" if isinstance(cause, OSError) and cause.strerror else ""
+        raise _ArgumentError(
+            f"argument --host: host {host!r} cannot be listened on{reason}; pass an address of this machine, "
+            "e.g. --host 127.0.0.1 (the default) or --host 0.0.0.0 for every interface") from None
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Check what argparse cannot: the folder, the host and the port (raises _ArgumentError)."""
+    if args.command == "serve":
+        if not os.path.exists(args.folder):
+            raise _ArgumentError(f"argument folder: no such folder: {args.folder!r}")
+        if not os.path.isdir(args.folder):
+            raise _ArgumentError(f"argument folder: {args.folder!r} is not a folder")
+    _check_listening(args.host, args.port)
+    if args.command == "demo" and args.folder:
+        from .validation import check_folder
+
+        try:
+            check_folder(args.folder, "argument --folder:")
+        except ValueError as error:
+            raise _ArgumentError(str(error)) from None
+
+
+def _wildcard_note(args: argparse.Namespace) -> Optional[str]:
+    """A hint when the server listens on every interface but only answers loopback names."""
+    if args.host in ("0.0.0.0", "::") and not args.allowed_hosts:
+        return (f"note: listening on {args.host}, but requests are answered only when addressed to 127.0.0.1, "
+                "localhost or [::1]; pass --allowed-host NAME for the name or address other machines use")
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -141,6 +254,11 @@ def _run(args: argparse.Namespace) -> int:
     folder = tempfile.mkdtemp(prefix="bcml-demo-") if temporary else getattr(args, "folder", None)
     session = _Session()
     try:
+        try:
+            _check_arguments(args)
+        except _ArgumentError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_ERROR
         if args.command == "demo":
             kept = "removed at exit; pass --folder DIR to keep it" if temporary else "kept"
             print(f"training h1 on scikit-learn's digits; sweep folder: {folder} ({kept})", flush=True)
@@ -151,11 +269,21 @@ def _run(args: argparse.Namespace) -> int:
                 if args.command == "demo" else ""
             print(f"error: {error}.{hint}", file=sys.stderr)
             return EXIT_ERROR
-        except (TypeError, ValueError, OSError, RuntimeError) as error:
+        except RuntimeError as error:
+            from .widgets.compatibility_analysis.server import PortInUseError
+
+            # PortInUseError: the port was taken between the check and the server's start.
+            message = _port_taken(args.host, args.port) if isinstance(error, PortInUseError) else str(error)
+            print(f"error: {message}", file=sys.stderr)
+            return EXIT_ERROR
+        except (TypeError, ValueError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_ERROR
         url = session.widget.url
         print(f"widget: {url}", flush=True)
+        note = _wildcard_note(args)
+        if note:
+            print(note, flush=True)
         if args.command == "demo" and args.start:
             session.manager.start_sweep()
             if session.progress is not None:

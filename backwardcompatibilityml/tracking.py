@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 __all__ = [
     "require_mlflow", "MlflowRunContext", "current_run_context", "MlflowSweepTracker", "SweepTrackerFactory",
-    "metric_names",
+    "metric_names", "configuration_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,25 @@ def metric_names(point: Mapping[str, Any]) -> Dict[str, str]:
     family = point.get("family") or ("new-error" if point["new-error"] else "strict-imitation")
     prefix = f"{str(family).replace('-', '_')}_{DATASET_NAMES[bool(point['training'])]}"
     return {score: f"{prefix}_{score}" for score in POINT_METRICS}
+
+
+def configuration_params(configuration: Mapping[str, Any]) -> Dict[str, Any]:
+    """The sweep's configuration as MLflow parameters, keyword arguments written as the user wrote them.
+
+    :meth:`SweepConfig.configuration <backwardcompatibilityml.engine.config.SweepConfig.configuration>`
+    keeps each keyword-argument mapping (``optimizer_kwargs``,
+    ``<family>_loss_kwargs``) with its values as ``repr`` texts
+    (``{"lr": "0.05"}``), so that it is JSON and fingerprints alike. Logged
+    through ``str`` that would read ``{'lr': '0.05'}``, as if the learning
+    rate were a string; it is logged as ``{'lr': 0.05}`` instead. Other
+    values are returned unchanged.
+    """
+    params: Dict[str, Any] = {}
+    for key, value in configuration.items():
+        if isinstance(value, Mapping) and all(isinstance(text, str) for text in value.values()):
+            value = "{" + ", ".join(f"{name!r}: {text}" for name, text in value.items()) + "}"
+        params[str(key)] = value
+    return params
 
 
 class MlflowSweepTracker:
@@ -242,7 +261,9 @@ class SweepTrackerFactory:
     run_name : str
         Name of each run.
     params : callable
-        Returns the parameters to log (called when a tracker is built).
+        Returns the sweep's configuration (``SweepConfig.configuration``),
+        called when a tracker is built and logged through
+        :func:`configuration_params`.
     """
 
     def __init__(self, run_name: str, params: Callable[[], Mapping[str, Any]]) -> None:
@@ -264,4 +285,4 @@ class SweepTrackerFactory:
     def __call__(self) -> MlflowSweepTracker:
         with self._lock:
             context, self._context = self._context, None
-        return MlflowSweepTracker(self.run_name, self.params(), context=context)
+        return MlflowSweepTracker(self.run_name, configuration_params(self.params()), context=context)

@@ -285,3 +285,17 @@ def test_a_background_sweep_started_in_an_active_run_is_its_nested_child(store, 
                                 filter_string="tags.`mlflow.runName` = 'background-sweep'")
     assert child.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     assert child.info.status == "FINISHED"
+
+
+def test_keyword_arguments_are_logged_as_the_user_wrote_them(store, tmp_path):
+    """``optimizer_kwargs={"lr": 0.05}`` reads ``{'lr': 0.05}`` in MLflow, not ``{'lr': '0.05'}`` (a string)."""
+    from backwardcompatibilityml.tracking import SweepTrackerFactory
+
+    manager = sweep_manager(tmp_path / "sweep", strict_imitation_loss_kwargs={"reduction": "mean"})
+    tracker = SweepTrackerFactory("kwargs", manager.config.configuration)()  # what a sweep's start builds
+    tracker.end("completed")
+    params = store.search_runs([tracker.experiment_id], filter_string="tags.`mlflow.runName` = 'kwargs'")[0].data.params
+    assert params["optimizer_kwargs"] == "{'lr': 0.05}"
+    assert params["strict_imitation_loss_kwargs"] == "{'reduction': 'mean'}"
+    assert params["new_error_loss_kwargs"] == "{}"
+    assert params["optimizer_class"] == "torch.optim.sgd.SGD" and params["lambda_c_stepsize"] == "0.5"
