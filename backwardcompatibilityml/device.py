@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import torch
 
@@ -36,16 +36,37 @@ def resolve_device(device: DeviceLike) -> torch.device:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for but CUDA is not available on this machine")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0"
+        )
     return resolved
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """Move a tensor (or a tuple/list of tensors) to ``device``; other values pass through."""
+    """Move a tensor, or the tensors of a tuple, named tuple, list or dict (nested), to ``device``.
+
+    Other values pass through unchanged.
+    """
     if isinstance(value, torch.Tensor):
         return value.to(device, non_blocking=device.type == "cuda")
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple takes its fields positionally
+        return type(value)(*(to_device(item, device) for item in value))
     if isinstance(value, (tuple, list)):
         return type(value)(to_device(item, device) for item in value)
+    if isinstance(value, Mapping):
+        moved = {key: to_device(item, device) for key, item in value.items()}
+        return moved if type(value) is dict else _same_mapping(value, moved)
     return value
+
+
+def _same_mapping(original: Mapping, moved: dict) -> Mapping:
+    """``moved`` as the mapping type of ``original`` when it can be built from a dict, else a dict."""
+    try:
+        return type(original)(moved)
+    except Exception:
+        return moved
 
 
 def check_model_device(model: Any, device: torch.device, name: str) -> None:

@@ -24,7 +24,9 @@ import torch
 from .data import ReferenceOutputs, iterate_batches
 from .device import DeviceLike, resolve_device
 from .metrics import model_accuracy
-from .outputs import binary_probabilities, inference, is_binary_output, log_probabilities, target_labels
+from .outputs import (
+    binary_probabilities, eval_mode, inference, is_binary_output, log_probabilities, target_labels,
+)
 from .seed_record import Predictions, build_record, default_instance_metadata, evaluate_models, predict_with_reference
 from .training import TrainingCancelled
 
@@ -46,7 +48,10 @@ class MetricError(RuntimeError):
 
 
 def _as_finite_number(value: Any) -> Optional[float]:
+    """``value`` as a finite float: a number, or a tensor or numpy array holding one; None otherwise."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()
     if isinstance(value, np.generic):
         value = value.item()
@@ -70,7 +75,11 @@ def measure_performance(
     """A model's performance on a dataset by the sweep's metric, checked.
 
     A metric with ``from_predictions`` is computed from ``predictions`` and
-    ``targets``; any other is called as ``metric(model, dataset, device)``.
+    ``targets``; any other is called as ``metric(model, dataset, device)``,
+    the documented signature: ``device`` as a string (``"cpu"``, ``"cuda"``),
+    and ``model`` in eval mode, as the library's own predictions are made
+    (the train/eval mode of each of its submodules is restored afterwards,
+    so a metric that runs h1 cannot update its BatchNorm statistics).
 
     Raises
     ------
@@ -85,7 +94,8 @@ def measure_performance(
         if from_predictions is not None:
             value = from_predictions(predictions, targets)
         else:
-            value = metric(model, dataset, device)
+            with eval_mode(model):
+                value = metric(model, dataset, str(device))
     except TrainingCancelled:
         raise
     except Exception as error:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output",
-    "target_labels", "inference",
+    "target_labels", "inference", "eval_mode",
 ]
 
 
@@ -122,14 +122,28 @@ def target_labels(targets: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def inference(model: Any) -> Iterator[Any]:
-    """Run ``model`` in eval mode without gradients, restoring its train/eval mode afterwards."""
+def eval_mode(model: Any) -> Iterator[Any]:
+    """Put ``model`` in eval mode, and give every submodule its own train/eval mode back afterwards.
+
+    ``model.train()`` would not do: a model in train mode with a frozen
+    (eval-mode) BatchNorm would come back with that BatchNorm in train mode.
+    """
+    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+    modes = [module.training for module in modules]
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     try:
-        with torch.no_grad():
-            yield model
+        yield model
     finally:
-        if was_training:
+        for module, mode in zip(modules, modes):
+            module.training = mode
+        if not modules and was_training and hasattr(model, "train"):
             model.train()
+
+
+@contextlib.contextmanager
+def inference(model: Any) -> Iterator[Any]:
+    """Run ``model`` in eval mode without gradients, restoring the train/eval mode of each submodule afterwards."""
+    with eval_mode(model), torch.no_grad():
+        yield model

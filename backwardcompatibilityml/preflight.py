@@ -11,8 +11,12 @@ was expected.
 
 Nothing observable changes: h2 and h1 are run in eval mode without gradients
 (their train/eval mode is restored), no optimizer touches h2, and torch's
-random number generators are restored afterwards (a shuffling DataLoader
-draws from them when it is iterated).
+random number generators are restored afterwards, a DataLoader's own
+``generator=`` included (a shuffling DataLoader draws from them when it is
+iterated). The first batch is read from the dataset's
+:func:`~backwardcompatibilityml.data.evaluation_view`, the instances in order,
+as h1's reference reads them: a loader that samples with replacement may
+repeat an instance within a batch, and that is not an error.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, T
 import numpy as np
 import torch
 
-from .data import iterate_batches
+from .data import evaluation_view, iterate_batches, preserved_generators
 from .device import resolve_device
 from .loss.base import CompatibilityLoss
 from .outputs import inference, is_binary_output, validate_output
@@ -154,6 +158,7 @@ def preflight(
             for model_name, output in outputs.items():
                 _check_output_against_labels(output, targets, model_name, name)
             batches[name] = (ids, inputs, targets, outputs["h1"])
+        _check_training_steps(training_set)
         ids, inputs, targets, h1_output = batches["training_set"]
         for spec in specs:
             _dry_run_loss(spec, h1, h2, inputs, targets, h1_output)
@@ -168,12 +173,13 @@ def _first_batch(dataset: Iterable, name: str, device: torch.device) -> Tuple[to
     """The first batch of ``dataset`` that holds instances, checked; errors name the dataset."""
     batches = 0
     try:
-        for ids, inputs, targets in iterate_batches(dataset, device):
-            batches += 1
-            if ids.numel() == 0:
-                continue
-            _check_batch(ids, inputs, targets, name)
-            return ids, inputs, targets
+        with preserved_generators(dataset):
+            for ids, inputs, targets in iterate_batches(evaluation_view(dataset), device):
+                batches += 1
+                if ids.numel() == 0:
+                    continue
+                _check_batch(ids, inputs, targets, name)
+                return ids, inputs, targets
     except Exception as error:
         if str(error).startswith(name):
             raise
@@ -183,6 +189,15 @@ def _first_batch(dataset: Iterable, name: str, device: torch.device) -> Tuple[to
         raise ValueError(f"{name} has no batches; a sweep needs at least one instance in each dataset")
     which = "its only batch is empty" if batches == 1 else f"all its {batches} batches are empty"
     raise ValueError(f"{name} has no instances ({which})")
+
+
+def _check_training_steps(training_set: Iterable) -> None:
+    """Refuse a training loader that yields no batch although its data has instances (drop_last)."""
+    if evaluation_view(training_set) is not training_set and len(training_set) == 0:  # type: ignore[arg-type]
+        raise ValueError(
+            "training_set has no batches: drop_last=True with a batch size above its number of instances "
+            "leaves nothing to train on"
+        )
 
 
 def _check_batch(ids: torch.Tensor, inputs: Any, targets: torch.Tensor, name: str) -> None:
@@ -230,6 +245,8 @@ def _check_output_against_labels(output: Any, targets: torch.Tensor, model_name:
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{model_name} returns NaN or infinite values on the first batch of {dataset_name}")
     binary = is_binary_output(output)
+    if binary:
+        _check_probabilities(output, model_name, dataset_name)
     flat = targets[:, 0] if targets.dim() == 2 and targets.shape[1] == 1 else targets
     if flat.dim() != 1:
         raise ValueError(
@@ -249,6 +266,21 @@ def _check_output_against_labels(output: Any, targets: torch.Tensor, model_name:
     if high >= classes:
         what = "probabilities of a binary model (labels 0 and 1)" if binary else f"{classes} classes"
         raise ValueError(f"labels of {dataset_name} reach {high:g} but {model_name} returns {what}")
+
+
+def _check_probabilities(output: Any, model_name: str, dataset_name: str) -> None:
+    """A binary model returns probabilities; logits (values outside [0, 1]) would be thresholded as such."""
+    probabilities = output if isinstance(output, torch.Tensor) else output[1]
+    if not probabilities.is_floating_point():
+        return
+    low, high = probabilities.min().item(), probabilities.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{model_name} returns one value per instance, read as the probability of class 1 of a binary "
+            f"model, but its values on the first batch of {dataset_name} span [{low:.3g}, {high:.3g}]; "
+            f"return probabilities (e.g. torch.sigmoid of the logits), or logits of shape (N, 2) for a "
+            f"multi-class loss"
+        )
 
 
 # -- losses and optimizer ------------------------------------------------------------------------

@@ -298,7 +298,7 @@ def test_predict_outputs_refuses_nan_changed_datasets_and_bad_metrics(digits_sma
     calls = []
 
     def called_metric(model, dataset, device):
-        calls.append((model, dataset, device.type))
+        calls.append((model, dataset, device))  # the documented signature: device as the string "cpu" or "cuda"
         return 0.25
 
     assert predict_outputs(h2, test, reference, performance_metric=called_metric).performance == 0.25
