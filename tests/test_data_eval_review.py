@@ -297,3 +297,36 @@ def test_preflight_names_the_model_that_returns_logits_where_binary_probabilitie
     torch.manual_seed(0)
     with pytest.raises(ValueError, match=r"h1 returns one value per instance.*span \[.*torch.sigmoid"):
         preflight(_BinaryLogits(), _BinaryLogits(), binary, binary, families, torch.optim.SGD, {"lr": 0.1})
+
+
+def test_progress_counts_the_batches_a_job_really_runs_with_a_loader_that_drops_its_last_batch(tmp_path):
+    x, y = _data()
+    train = DataLoader(TensorDataset(torch.arange(N), x, y), batch_size=10, shuffle=True, drop_last=True)
+    manager = _sweep(tmp_path, train, _batches(x, y, first_id=1000))
+    progress = manager._progress
+    # 1 epoch of 4 training batches, then evaluation of all 48 training instances (5 batches) and 3 test batches.
+    assert progress._units_total == 4 * (4 + 5 + 3)
+    assert progress._units_done == progress._units_total
+    assert manager.get_sweep_status()["percent_complete"] == 1.0
+
+
+@pytest.mark.parametrize("loss_class", [BCCrossEntropyLoss, StrictImitationCrossEntropyLoss])
+def test_multiclass_labels_as_a_column_are_read_as_class_indices(loss_class):
+    x, y = _data()
+    torch.manual_seed(0)
+    h1, h2 = _model(), _model()
+    loss = loss_class(h1, h2, 0.5)
+    assert torch.equal(loss(x, y.view(-1, 1)), loss(x, y))
+    with pytest.raises(ValueError, match="shape \\(N,\\) or \\(N, 1\\)"):
+        loss(x, y.view(-1, 2)[:, :2].reshape(-1, 2))
+
+
+@pytest.mark.parametrize("executor", ["sequential", "vectorized"])
+def test_a_sweep_on_multiclass_labels_as_a_column_equals_the_sweep_on_flat_labels(tmp_path, executor):
+    x, y = _data()
+    flat = _sweep(tmp_path / "flat", _batches(x, y), _batches(x, y, first_id=1000), executor=executor)
+    column = _sweep(tmp_path / "column", [(i, xb, yb.view(-1, 1)) for i, xb, yb in _batches(x, y)],
+                    [(i, xb, yb.view(-1, 1)) for i, xb, yb in _batches(x, y, first_id=1000)], executor=executor)
+    for index in range(4):
+        assert column.get_evaluation(index)["btc"] == flat.get_evaluation(index)["btc"]
+        assert column.get_evaluation(index)["performance"] == flat.get_evaluation(index)["performance"]

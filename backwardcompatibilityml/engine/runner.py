@@ -22,6 +22,7 @@ from .config import SweepConfig
 from .context import PreparedContext, prepare
 from .errors import SweepAlreadyRunningError, public_error_message
 from .events import BatchDone, Event, EventQueue, ExecutorNote, JobFailed, JobFinished, StepDone
+from .families import DATASETS
 from .executors import Executor
 from .jobs import JobResult, TrainingJob
 from .progress import CANCELLED, COMPLETED, FAILED, RUNNING, SweepProgress
@@ -230,7 +231,7 @@ class SweepRunner:
             context = prepare(self.config, should_stop=self.should_stop)
             self.results.set_references(context)
             executor = self.executor
-            units = self._units_per_job()
+            units = self._units_per_job(context)
             total_jobs = len(self.config.lambda_c_values) * len(self.config.families)
             self.progress.plan(total_jobs - len(jobs), len(jobs), units, executor.name)
             if progress_bar and jobs:
@@ -272,10 +273,10 @@ class SweepRunner:
         if interrupted is not None:
             raise interrupted
 
-    def _units_per_job(self) -> int:
-        train_batches = count_batches(self.config.training_set)
-        test_batches = count_batches(self.config.test_set)
-        return self.config.number_of_epochs * train_batches + train_batches + test_batches
+    def _units_per_job(self, context: PreparedContext) -> int:
+        """Batches of one job: its training epochs, then one evaluation pass over each dataset as read."""
+        evaluated = sum(count_batches(context.dataset(name)) for name in DATASETS)
+        return self.config.number_of_epochs * count_batches(context.training_set) + evaluated
 
     def _handle(self, event: Event, context: PreparedContext) -> None:
         """Consume one event of the executor (in the runner's thread)."""

@@ -154,9 +154,11 @@ class CompatibilityLoss(nn.Module):
             if target.dim() != 1:
                 raise ValueError(f"y must have shape (N,) or (N, 1) for a binary loss, got {tuple(target.shape)}")
             return target.float()
+        if target.dim() == 2 and target.shape[1] == 1:  # (N, 1) column of labels, as evaluation reads it
+            target = target[:, 0]
         if target.dim() != 1 or target.dtype.is_floating_point or target.dtype == torch.bool:
             raise ValueError(
-                f"y must be a 1-D tensor of integer class indices, got dtype {target.dtype} "
+                f"y must be integer class indices of shape (N,) or (N, 1), got dtype {target.dtype} "
                 f"and shape {tuple(target.shape)}"
             )
         return target.long()
