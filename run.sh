@@ -67,7 +67,8 @@ case "$command" in
     say "all tests passed in $(( $(date +%s) - start )) s"
     ;;
   *)
-    echo "usage: bash run.sh demo [--port N] [--epochs N] [--stepsize S] [--start] [--no-browser]" >&2
+    echo "usage: bash run.sh demo [demo flags: --folder DIR --epochs N --stepsize S --executor E --start" >&2
+    echo "                             --port N --host H --allowed-host NAME --no-browser; see bcml demo --help]" >&2
     echo "       bash run.sh test [pytest arguments]" >&2
     exit 2
     ;;

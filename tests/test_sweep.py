@@ -470,6 +470,18 @@ def test_error_messages_leave_out_file_paths(tmp_path):
     )
 
 
+@pytest.mark.parametrize("message, shown", [
+    ("see https://mlflow.org/docs/latest/tracking.html for help", "see https://mlflow.org/docs/latest/tracking.html for help"),
+    ("cannot open sqlite:////srv/runs/mlflow.db", "cannot open sqlite:<path>"),
+    ("no store at file:///home/alice/mlruns", "no store at file:<path>"),
+    ("read ~/data/x.csv then /etc/y", "read <path> then <path>"),
+])
+def test_public_error_messages_keep_web_addresses_and_hide_file_paths(message, shown):
+    from backwardcompatibilityml.engine.errors import public_error_message
+
+    assert public_error_message(RuntimeError(message)) == f"RuntimeError: {shown}"
+
+
 def test_a_new_sweep_replaces_cached_records(tmp_path):
     labels = {"tag": "A"}
     manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, get_instance_metadata=lambda i: labels["tag"])

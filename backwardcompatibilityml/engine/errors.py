@@ -6,7 +6,9 @@ import re
 
 __all__ = ["SweepAlreadyRunningError", "ReadOnlySweepError", "public_error_message"]
 
-_PATH_RE = re.compile(r"""(?<![\w.~])(?:[A-Za-z]:[\\/]|~?/)[^\s'"<>]+""")
+# A web address (kept: it names a page, not the machine's files), or a file path (left out). Other URIs
+# keep their scheme and lose their path: "sqlite:////srv/x.db" reads "sqlite:<path>".
+_PATH_RE = re.compile(r"""https?://[^\s'"<>]+|(?<![\w.~])(?:[A-Za-z]:[\\/]|~?/)[^\s'"<>]+""")
 
 
 class SweepAlreadyRunningError(RuntimeError):
@@ -15,6 +17,11 @@ class SweepAlreadyRunningError(RuntimeError):
 
 class ReadOnlySweepError(RuntimeError):
     """The sweep was opened from a folder without models and cannot train."""
+
+
+def _hide_path(match: "re.Match[str]") -> str:
+    text = match.group(0)
+    return text if text.startswith(("http://", "https://")) else "<path>"
 
 
 def public_error_message(exception: BaseException) -> str:
@@ -27,5 +34,5 @@ def public_error_message(exception: BaseException) -> str:
     name = type(exception).__name__
     if isinstance(exception, OSError) and exception.strerror:
         return f"{name}: {exception.strerror}"
-    message = _PATH_RE.sub("<path>", str(exception))
+    message = _PATH_RE.sub(_hide_path, str(exception))
     return f"{name}: {message}" if message else name
