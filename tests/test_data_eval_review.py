@@ -330,3 +330,17 @@ def test_a_sweep_on_multiclass_labels_as_a_column_equals_the_sweep_on_flat_label
     for index in range(4):
         assert column.get_evaluation(index)["btc"] == flat.get_evaluation(index)["btc"]
         assert column.get_evaluation(index)["performance"] == flat.get_evaluation(index)["performance"]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "vectorized", "auto"])
+def test_a_sweep_leaves_the_callers_random_state_as_it_was(tmp_path, executor):
+    x, y = _data()
+    train = DataLoader(TensorDataset(torch.arange(N), x, y), batch_size=16, shuffle=True)
+    h1, h2 = _model(), _model()
+    manager = SweepManager(str(tmp_path / "sweep"), 1, h1, h2, train, _batches(x, y, first_id=1000), 16, 16,
+                           torch.optim.SGD, {"lr": 0.1}, lambda_c_stepsize=1.0, executor=executor)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    manager.start_sweep_synchronous(progress_bar=False, raise_on_error=True)
+    assert manager.get_sweep_status()["state"] == "completed"
+    assert torch.equal(torch.get_rng_state(), before)

@@ -58,12 +58,19 @@ class Executor(Protocol):
 
 
 @contextlib.contextmanager
-def job_random_state(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's generators for one job, leaving the caller's random state untouched."""
+def kept_random_state(device: torch.device) -> Iterator[None]:
+    """Give torch's global generators (CPU, and ``device``'s on CUDA) the caller's state back afterwards."""
     devices = []
     if device.type == "cuda":
         devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=devices):
+        yield
+
+
+@contextlib.contextmanager
+def job_random_state(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's generators for one job, leaving the caller's random state untouched."""
+    with kept_random_state(device):
         torch.manual_seed(seed)
         yield
 

@@ -61,7 +61,7 @@ from ..training import TrainingCancelled
 from ..validation import check_bool, check_positive_int
 from .context import PreparedContext
 from .events import EventSink, ExecutorNote, JobFinished, JobStarted
-from .executors import SequentialExecutor, job_random_state
+from .executors import SequentialExecutor, job_random_state, kept_random_state
 from .jobs import JobResult, TrainingJob
 from .stacked_evaluation import evaluate_stacked
 from .stacked_loss import by_family
@@ -137,9 +137,12 @@ class VectorizedExecutor:
         fused = False
         if reason is None:
             binary = family_losses(context.families[:1], context.h1, context.h2)[context.families[0].name].binary
-            batch = first_batch(context.training_set, context.device)  # one pass started serves both probes
-            reason, activation = trace_reason(context.h2, batch, context.device, binary, context.discriminant_pivot)
-            fused = self.fused_forward and reason is None and fused_applies(context.h2, batch, context.device)
+            # The probes shuffle (a loader's first batch) and draw weights: the caller's random state is kept.
+            with kept_random_state(context.device):
+                batch = first_batch(context.training_set, context.device)  # one pass started serves both probes
+                reason, activation = trace_reason(context.h2, batch, context.device, binary,
+                                                  context.discriminant_pivot)
+                fused = self.fused_forward and reason is None and fused_applies(context.h2, batch, context.device)
         self._checked = (weakref.ref(context), reason, activation, fused)
         return reason, activation, fused
 
