@@ -44,37 +44,24 @@ MIN_STEPSIZE = 0.001
 DEFAULT_PORTS = (5000, 5099)
 
 
-def _epochs(text: str) -> int:
-    """``--epochs``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def _bounded(convert: Callable[[str], Any], low: float, high: float, wanted: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert(text)`` (``int`` or ``float``), finite and in ``[low, high]``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _stepsize(text: str) -> float:
-    """``--stepsize``: a number in [MIN_STEPSIZE, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and MIN_STEPSIZE <= value <= 1):
-        raise argparse.ArgumentTypeError(f"must be a number in [{MIN_STEPSIZE:g}, 1], got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    """``--port``: an integer in [0, 65535] (0: the system chooses)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 65535], got {text!r}")
-    return value
+_epochs = _bounded(int, 1, math.inf, "an integer >= 1")  # --epochs
+_stepsize = _bounded(float, MIN_STEPSIZE, 1, f"a number in [{MIN_STEPSIZE:g}, 1]")  # --stepsize
+_port = _bounded(int, 0, 65535, "an integer in [0, 65535]")  # --port (0: the system chooses)
 
 
 def _host_name(text: str) -> str:
