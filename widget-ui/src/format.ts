@@ -2,6 +2,11 @@
 import { datasetOf, familyIndex, familyLabel, familyOf } from "./families";
 import type { DataPoint, FamilyInfo, RunningJob } from "./types";
 
+/** Whether a score is a number (the API sends null for a metric that could not be computed). */
+export function isScore(value: number | null | undefined): value is number {
+  return typeof value === "number" && Number.isFinite(value);
+}
+
 /** A value with exactly three decimals ("0.931"); "n/a" when missing. */
 export function fmt3(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
@@ -16,10 +21,13 @@ export function fmtSigned3(value: number): string {
   return `${rounded > 0 ? "+" : "-"}${Math.abs(value).toFixed(3)}`;
 }
 
-/** lambda_c without float noise: 0.30000000000000004 -> "0.3", 0.25 -> "0.25". */
+/**
+ * lambda_c without float noise: 0.30000000000000004 -> "0.3", 0.25 -> "0.25",
+ * and the digits a fine step needs: 0.0025 -> "0.0025" (not "0.003").
+ */
 export function fmtLambda(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
-  return String(Number(value.toFixed(3)));
+  return String(Number(value.toFixed(6)));
 }
 
 /** A share as a percentage with a fixed number of decimals ("5.6%"). */

@@ -10,10 +10,11 @@ export interface MountedWidget {
 }
 
 export interface MountOptions {
-  /** Overrides for tests: where the page is, and the poll interval. */
+  /** Overrides for tests: where the page is, and the poll intervals (while a sweep runs, while none does). */
   location?: PageLocation;
   fetch?: (input: string, init?: RequestInit) => Promise<Response>;
   pollIntervalMs?: number;
+  idlePollIntervalMs?: number;
 }
 
 export interface BackwardCompatibilityMLGlobal {
@@ -42,7 +43,7 @@ export function mountWidget(element: HTMLElement, config: WidgetConfig | string,
   const root = createRoot(element, { identifierPrefix: `bcml${mounted}-` });
   roots.set(element, root);
   const api = new ApiClient(parsed, options.location ?? window.location, { fetch: options.fetch });
-  root.render(<App api={api} pollIntervalMs={options.pollIntervalMs} />);
+  root.render(<App api={api} pollIntervalMs={options.pollIntervalMs} idlePollIntervalMs={options.idlePollIntervalMs} />);
   return {
     unmount() {
       if (roots.get(element) === root) roots.delete(element);

@@ -46,6 +46,8 @@ export interface WidgetState {
   actionError: string | null;
   /** Transient connection problem while polling; the poll is retried. */
   pollError: string | null;
+  /** Why polling stopped for good (the server refused this widget), or null. */
+  connectionError: string | null;
   pending: "start" | "cancel" | null;
   filters: PointFilters;
   selectedIndex: number | null;
@@ -72,6 +74,7 @@ export function initialState(): WidgetState {
     summary: null,
     actionError: null,
     pollError: null,
+    connectionError: null,
     pending: null,
     filters: { ...DEFAULT_FILTERS, hiddenFamilies: [] },
     selectedIndex: null,
@@ -85,6 +88,7 @@ export type Action =
   | { type: "status"; status: SweepStatus }
   | { type: "summary"; summary: SweepSummary }
   | { type: "pollFailed"; message: string }
+  | { type: "pollStopped"; message: string }
   | { type: "actionFailed"; message: string }
   | { type: "dismissError" }
   | { type: "pending"; pending: "start" | "cancel" | null }
@@ -105,11 +109,13 @@ export type Action =
 export function reducer(state: WidgetState, action: Action): WidgetState {
   switch (action.type) {
     case "status":
-      return { ...state, status: action.status, pollError: null };
+      return { ...state, status: action.status, pollError: null, connectionError: null };
     case "summary":
-      return { ...state, summary: action.summary, pollError: null };
+      return { ...state, summary: action.summary, pollError: null, connectionError: null };
     case "pollFailed":
       return { ...state, pollError: action.message };
+    case "pollStopped":
+      return { ...state, pollError: null, connectionError: action.message };
     case "actionFailed":
       return { ...state, actionError: action.message, pending: null };
     case "dismissError":
@@ -123,6 +129,8 @@ export function reducer(state: WidgetState, action: Action): WidgetState {
         status: action.status,
         pending: null,
         actionError: null,
+        pollError: null,
+        connectionError: null,
         summary: state.summary ? { ...state.summary, data: [] } : null,
         selectedIndex: null,
         evaluation: { ...EMPTY_LOADABLE },

@@ -1,57 +1,93 @@
 // Effects that keep one widget's state in step with the server.
 import { useCallback, useEffect, useRef, useState, type Dispatch } from "react";
-import { ApiClient, errorMessage, isAbortError } from "./api";
+import { ApiClient, ApiError, errorMessage, isAbortError } from "./api";
 import { startPolling } from "./poller";
 import { instancesKey, PAGE_SIZE, type Action, type WidgetState } from "./state";
+import type { SweepStatus } from "./types";
+
+/**
+ * Which summary a status calls for: it changes when points stream in or the
+ * state changes, and (while nothing runs) with the last loss, which tells
+ * apart two finished sweeps when a new one ran entirely between two polls.
+ */
+export function summaryKeyOf(status: SweepStatus): string {
+  const key = `${status.state}:${status.completed_points}:${status.total_points}`;
+  return status.running ? key : `${key}:${status.loss ?? ""}`;
+}
+
+/** A refused token or Host (401/403): the server this widget was made for is gone; retrying cannot help. */
+export function isFatalPollError(err: unknown): boolean {
+  return err instanceof ApiError && (err.status === 401 || err.status === 403);
+}
+
+export function fatalPollMessage(err: unknown): string {
+  return (
+    `${errorMessage(err)} The server at this port does not accept this widget: its own server has stopped, ` +
+    "or another one took its port. Updates stopped: show the widget again (run its cell again, or open the URL the server printed)."
+  );
+}
 
 /**
  * Asks for the status at once, then polls about once a second while a sweep
- * runs; refreshes the summary whenever points stream in or the state changes.
+ * runs and every few seconds while none does (so that a sweep started from
+ * Python or another page shows up). Each poll fetches the summary too when
+ * points streamed in or the state changed, in order, so that a failed
+ * summary is retried with the poll and an older one never replaces a newer.
  * Returns the start and cancel actions.
  */
-export function useSweepSync(api: ApiClient, dispatch: Dispatch<Action>, intervalMs?: number) {
+export function useSweepSync(api: ApiClient, dispatch: Dispatch<Action>, intervalMs?: number, idleIntervalMs?: number) {
   const [generation, setGeneration] = useState(0);
   const summaryKey = useRef<string | null>(null);
+  /** The last status a poll (or Start) brought: a change while nothing ran means a new sweep. */
+  const lastStatus = useRef<SweepStatus | null>(null);
 
   useEffect(() => {
     let alive = true;
-    const refreshSummary = (key: string) => {
-      api.getSummary().then(
-        (summary) => {
-          if (!alive) return;
-          summaryKey.current = key;
-          dispatch({ type: "summary", summary });
-        },
-        (err) => {
-          if (alive) dispatch({ type: "pollFailed", message: errorMessage(err) });
-        },
-      );
+    const poll = async (): Promise<SweepStatus> => {
+      const status = await api.getStatus();
+      if (!alive) return status;
+      const key = summaryKeyOf(status);
+      const previous = lastStatus.current;
+      lastStatus.current = status;
+      if (previous !== null && !previous.running && key !== summaryKeyOf(previous)) {
+        // A sweep started elsewhere: its points replace the earlier ones.
+        summaryKey.current = null;
+        dispatch({ type: "sweepStarted", status });
+      } else {
+        dispatch({ type: "status", status });
+      }
+      if (key !== summaryKey.current) {
+        const summary = await api.getSummary();
+        if (!alive) return status;
+        summaryKey.current = key;
+        dispatch({ type: "summary", summary });
+      }
+      return status;
     };
     const poller = startPolling({
-      fetchStatus: () => api.getStatus(),
+      fetchStatus: poll,
       intervalMs,
+      idleIntervalMs,
       delayFirst: generation > 0,
-      onStatus: (status) => {
-        if (!alive) return;
-        dispatch({ type: "status", status });
-        const key = `${status.state}:${status.completed_points}:${status.total_points}`;
-        if (key !== summaryKey.current) refreshSummary(key);
-      },
+      isFatal: isFatalPollError,
       onError: (err) => {
-        if (alive) dispatch({ type: "pollFailed", message: errorMessage(err) });
+        if (!alive) return;
+        if (isFatalPollError(err)) dispatch({ type: "pollStopped", message: fatalPollMessage(err) });
+        else dispatch({ type: "pollFailed", message: errorMessage(err) });
       },
     });
     return () => {
       alive = false;
       poller.stop();
     };
-  }, [api, dispatch, generation, intervalMs]);
+  }, [api, dispatch, generation, intervalMs, idleIntervalMs]);
 
   const start = useCallback(() => {
     dispatch({ type: "pending", pending: "start" });
     api.startSweep().then(
       (res) => {
         summaryKey.current = null;
+        lastStatus.current = res.status;
         dispatch({ type: "sweepStarted", status: res.status });
         setGeneration((g) => g + 1);
       },
@@ -75,8 +111,11 @@ export function useSweepSync(api: ApiClient, dispatch: Dispatch<Action>, interva
   return { start, cancel };
 }
 
-/** Loads the selected datapoint's evaluation; retried as new points arrive. */
-export function useEvaluation(api: ApiClient, state: WidgetState, dispatch: Dispatch<Action>) {
+/**
+ * Loads the selected datapoint's evaluation; retried as new points arrive.
+ * Returns `retry`, which asks for it again (after a failure).
+ */
+export function useEvaluation(api: ApiClient, state: WidgetState, dispatch: Dispatch<Action>): () => void {
   const index = state.selectedIndex;
   const [attempt, setAttempt] = useState(0);
   const failed = state.evaluation.error !== null;
@@ -101,10 +140,12 @@ export function useEvaluation(api: ApiClient, state: WidgetState, dispatch: Disp
     );
     return () => controller.abort();
   }, [api, dispatch, index, attempt]);
+  return useCallback(() => setAttempt((a) => a + 1), []);
 }
 
-/** Loads the current page of the instance table. */
-export function useInstances(api: ApiClient, state: WidgetState, dispatch: Dispatch<Action>) {
+/** Loads the current page of the instance table. Returns `retry`, which asks for it again. */
+export function useInstances(api: ApiClient, state: WidgetState, dispatch: Dispatch<Action>): () => void {
+  const [attempt, setAttempt] = useState(0);
   const index = state.selectedIndex;
   const ready = state.evaluation.data !== null;
   const { table } = state;
@@ -128,5 +169,6 @@ export function useInstances(api: ApiClient, state: WidgetState, dispatch: Dispa
     return () => controller.abort();
     // `key` captures index, filter, sort and page.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [api, dispatch, key, ready]);
+  }, [api, dispatch, key, ready, attempt]);
+  return useCallback(() => setAttempt((a) => a + 1), []);
 }

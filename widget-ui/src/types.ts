@@ -57,12 +57,13 @@ export interface DataPoint {
   /** The seed's family booleans (`"new-error"`, `"strict-imitation"`), kept by every record. */
   "new-error"?: boolean;
   "strict-imitation"?: boolean;
-  performance: number;
-  h1_performance: number;
-  btc: number;
-  bec: number;
-  nfr: number;
-  pfr: number;
+  /** Scores are null when they could not be computed (a metric that gave no finite number). */
+  performance: number | null;
+  h1_performance: number | null;
+  btc: number | null;
+  bec: number | null;
+  nfr: number | null;
+  pfr: number | null;
   dataset_size: number;
 }
 
@@ -78,7 +79,8 @@ export interface SweepSummary {
 
 export interface ClassAccuracy {
   class: number;
-  accuracy: number;
+  /** Null when it could not be computed. */
+  accuracy: number | null;
   count: number;
   error_count: number;
 }
@@ -89,7 +91,7 @@ export interface ClassCount {
 }
 
 export interface EvaluationData extends DataPoint {
-  h2_performance: number;
+  h2_performance: number | null;
   performance_metric: string;
   error_counts: { h1: number; h2: number };
   regions: { progress: number; common: number; regress: number };

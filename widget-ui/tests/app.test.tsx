@@ -40,7 +40,7 @@ describe("the mounted widget", () => {
     expect(typeof window.BackwardCompatibilityML?.mountWidget).toBe("function");
   });
 
-  it("asks for the status once when nothing runs, and shows a finished sweep as such", async () => {
+  it("asks for the status once (then only every few seconds) when nothing runs, and shows a finished sweep as such", async () => {
     const server = fakeServer();
     const el = host();
     await mount(el, server);
@@ -139,7 +139,7 @@ describe("the mounted widget", () => {
     await waitFor(() => expect(el.querySelectorAll("[data-datapoint-index]").length).toBe(16));
     await act(async () => fireEvent.click(el.querySelector('[data-datapoint-index="1"]')!));
     await waitFor(() => expect(el.querySelector('[data-field="btc"]')).toBeTruthy());
-    expect(el.querySelector('[data-field="btc"]')!.textContent).toBe(server.state.summary.data[1].btc.toFixed(3));
+    expect(el.querySelector('[data-field="btc"]')!.textContent).toBe(server.state.summary.data[1].btc!.toFixed(3));
     const regress = await within(el).findByRole("button", { name: /^Regress: 20 instances/ });
     await waitFor(() => expect(within(el).getByText("page 1 of 3")).toBeTruthy());
     await act(async () => fireEvent.click(regress));

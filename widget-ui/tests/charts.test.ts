@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { paddedDomain } from "../src/charts/axis";
-import { paretoIndices } from "../src/charts/pareto";
+import { paretoFrontLine, paretoIndices } from "../src/charts/pareto";
 import { distanceForOverlap, overlapArea, regionPaths, vennLayout } from "../src/charts/venn";
 import { fmt3, fmtEta, fmtLambda, fmtPercent, fmtSigned3, pointLabel } from "../src/format";
 import { FAMILIES, makePoint } from "./fixtures";
@@ -62,6 +62,17 @@ describe("pareto", () => {
     expect(paretoIndices([], "bec").size).toBe(0);
   });
 
+  it("leaves out points whose metric or performance is null (not computed)", () => {
+    const pts = [
+      makePoint(0, { btc: 0.9, performance: 0.9 }),
+      makePoint(2, { btc: null, performance: 0.99 }), // would top the front at btc "0"
+      makePoint(4, { btc: 0.95, performance: null }), // would top it at performance "0"
+      makePoint(6, { btc: 0.8, performance: 0.8 }), // dominated by 0
+    ];
+    expect([...paretoIndices(pts, "btc")]).toEqual([0]);
+    expect(paretoFrontLine(pts, new Set([0, 2, 4]), "btc").map((p) => [p.point.datapoint_index, p.x, p.y])).toEqual([[0, 0.9, 0.9]]);
+  });
+
   it("equal points do not dominate each other", () => {
     const a = makePoint(0, { btc: 0.9, performance: 0.9 });
     const b = makePoint(2, { btc: 0.9, performance: 0.9 });
@@ -90,6 +101,11 @@ describe("format", () => {
     expect(fmtSigned3(-0.0001)).toBe("0.000");
     expect(fmtLambda(0.30000000000000004)).toBe("0.3");
     expect(fmtLambda(0.25)).toBe("0.25");
+    // A fine step (lambda_c_stepsize 0.0025) keeps its digits: not "0.003" for 0.0025.
+    expect(fmtLambda(0.0025)).toBe("0.0025");
+    expect(fmtLambda(0.0075)).toBe("0.0075");
+    expect(fmtLambda(0.15000000000000002)).toBe("0.15");
+    expect(fmtLambda(null)).toBe("n/a");
     expect(fmtPercent(20, 360)).toBe("5.6%");
     expect(fmtPercent(0, 0)).toBe("0.0%");
     expect(fmtPercent(60, 360)).toBe("16.7%");

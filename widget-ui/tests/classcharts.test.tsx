@@ -16,6 +16,24 @@ describe("AccuracyByClass", () => {
     expect(screen.getAllByRole("button")).toHaveLength(6);
   });
 
+  it("draws no bar for an accuracy that is null, rather than a 0.0% one", () => {
+    const evaluation = makeEvaluation(1);
+    evaluation.h1_accuracy_by_class = evaluation.h1_accuracy_by_class.map((c) => (c.class === 0 ? { ...c, accuracy: null } : c));
+    render(<AccuracyByClass evaluation={evaluation} filter={{}} onFilter={() => {}} />);
+    expect(screen.queryByRole("button", { name: /^Class 0: h1/ })).toBeNull();
+    expect(screen.queryByRole("button", { name: /accuracy 0\.0%/ })).toBeNull();
+    expect(screen.getByRole("button", { name: /^Class 0: h2 accuracy 97\.0%/ })).toBeTruthy();
+    expect(screen.getAllByRole("button")).toHaveLength(5);
+  });
+
+  it("says so when the record has no accuracy by class (folders of the earlier tool)", () => {
+    const evaluation = makeEvaluation(1, { h1_accuracy_by_class: [], h2_accuracy_by_class: [] });
+    render(<AccuracyByClass evaluation={evaluation} filter={{}} onFilter={() => {}} />);
+    expect(screen.getByText(/No accuracy by class/)).toBeTruthy();
+    expect(screen.queryAllByRole("button")).toHaveLength(0);
+    expect(screen.queryByText(/Click a bar/)).toBeNull();
+  });
+
   it("marks the active bar", () => {
     render(<AccuracyByClass evaluation={makeEvaluation(1)} filter={{ model: "h1", class: 2 }} onFilter={() => {}} />);
     expect(screen.getByRole("button", { name: /^Class 2: h1/ }).getAttribute("aria-pressed")).toBe("true");
@@ -52,6 +70,8 @@ describe("IncompatibleByClass", () => {
       />,
     );
     expect(screen.getByText(/No incompatible instances/)).toBeTruthy();
+    // No bars: no hint to click one.
+    expect(screen.queryByText(/click a bar/i)).toBeNull();
   });
 
   it("many classes scroll instead of squeezing", () => {

@@ -32,4 +32,24 @@ describe("PointDetails", () => {
     expect(field("family")).toBe("New Error");
     expect(field("dataset")).toBe("testing");
   });
+
+  it("h2 − h1 is n/a when either is null (a metric not computed; h1 on training in older folders)", () => {
+    const field = (container: HTMLElement, name: string) => container.querySelector(`[data-field="${name}"]`)?.textContent;
+    const noH1 = render(
+      <PointDetails point={makePoint(0, { h1_performance: null, performance: 0.25 })} families={FAMILIES} evaluation={null} metricLabel="performance" />,
+    ).container;
+    expect(field(noH1, "h1_performance")).toBe("n/a");
+    expect(field(noH1, "h2_performance")).toBe("0.250");
+    expect(field(noH1, "performance_difference")).toBe("n/a");
+    const noH2 = render(
+      <PointDetails
+        point={makePoint(1, { performance: null, h1_performance: 0.9 })}
+        families={FAMILIES}
+        evaluation={makeEvaluation(1, { performance: null, h2_performance: null })}
+        metricLabel="performance"
+      />,
+    ).container;
+    expect(field(noH2, "h2_performance")).toBe("n/a");
+    expect(field(noH2, "performance_difference")).toBe("n/a");
+  });
 });

@@ -120,11 +120,38 @@ describe("ScatterPlot", () => {
     expect(screen.getByText("No datapoints to show")).toBeTruthy();
   });
 
+  it("draws no NaN for points whose numbers are null, and says how many it leaves out", () => {
+    const points = [
+      ...makeSummary(6).data,
+      makePoint(6, { btc: null, performance: 0.99 }), // best performance, BTC not computed
+      makePoint(7, { performance: null }),
+    ];
+    const { container } = renderPlot(points, 6, "btc");
+    const attributes = [...container.querySelectorAll("*")].flatMap((el) => [...el.attributes].map((a) => `${el.tagName} ${a.name}=${a.value}`));
+    expect(attributes.filter((a) => /NaN|undefined|Infinity/.test(a))).toEqual([]);
+    const drawn = [...container.querySelectorAll("[data-datapoint-index]")].map((e) => e.getAttribute("data-datapoint-index"));
+    expect(drawn).not.toContain("6");
+    expect(drawn).not.toContain("7");
+    expect(drawn).toHaveLength(6);
+    expect(screen.getByText(/2 datapoints are not drawn: no BTC or model accuracy \(not computed\)/)).toBeTruthy();
+    expect(screen.queryByText("No datapoints in the zoomed area")).toBeNull();
+    // The same points have a BEC: only the one without performance is left out there.
+    const bec = renderPlot(points, null, "bec").container;
+    expect(bec.querySelectorAll("[data-datapoint-index]")).toHaveLength(7);
+    expect(within(bec).getByText(/1 datapoint is not drawn/)).toBeTruthy();
+  });
+
+  it("says so when no point has numbers to draw", () => {
+    renderPlot([makePoint(0, { performance: null }), makePoint(1, { performance: null })]);
+    expect(screen.getByText("No datapoints to show")).toBeTruthy();
+    expect(screen.queryByText("No datapoints in the zoomed area")).toBeNull();
+  });
+
   it("fits each plot's x axis to its own metric", () => {
     const points = makeSummary(6).data;
     const btc = renderPlot(points, null, "btc").container.querySelector("svg")!;
     const [lo, hi] = btc.getAttribute("data-x-domain")!.split(",").map(Number);
-    const values = points.map((p) => p.btc);
+    const values = points.map((p) => p.btc!);
     expect(lo).toBeLessThanOrEqual(Math.min(...values));
     expect(hi).toBeGreaterThanOrEqual(Math.max(...values));
     // Not the span of BTC and BEC together (BEC lies near 0.3-0.4).

@@ -1,4 +1,5 @@
 // Axis domains of one scatter plot: fitted to its own points, with padding.
+import { isScore } from "../format";
 import { paddedDomain } from "./axis";
 import type { DataPoint, Dataset, Metric } from "../types";
 
@@ -20,8 +21,8 @@ export const H1_MAX_STRETCH = 2.5;
 /** Smallest span of a fitted axis (a single value or equal values). */
 export const MIN_SPAN = 0.02;
 
-function finite(values: readonly number[]): number[] {
-  return values.filter((v) => Number.isFinite(v));
+function finite(values: readonly (number | null)[]): number[] {
+  return values.filter(isScore);
 }
 
 /**

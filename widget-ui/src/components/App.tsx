@@ -18,15 +18,16 @@ import { VennDiagram } from "./VennDiagram";
 
 export interface AppProps {
   api: ApiClient;
-  /** Poll interval (tests make it short). */
+  /** Poll intervals while a sweep runs and while none does (tests make them short). */
   pollIntervalMs?: number;
+  idlePollIntervalMs?: number;
 }
 
-export function App({ api, pollIntervalMs }: AppProps) {
+export function App({ api, pollIntervalMs, idlePollIntervalMs }: AppProps) {
   const [state, dispatch] = useReducer(reducer, undefined, initialState);
-  const { start, cancel } = useSweepSync(api, dispatch, pollIntervalMs);
-  useEvaluation(api, state, dispatch);
-  useInstances(api, state, dispatch);
+  const { start, cancel } = useSweepSync(api, dispatch, pollIntervalMs, idlePollIntervalMs);
+  const retryEvaluation = useEvaluation(api, state, dispatch);
+  const retryInstances = useInstances(api, state, dispatch);
 
   const all = state.summary?.data ?? [];
   const points = useMemo(() => visiblePoints(all, state.filters), [all, state.filters]);
@@ -61,6 +62,7 @@ export function App({ api, pollIntervalMs }: AppProps) {
         pending={state.pending}
         actionError={state.actionError}
         pollError={state.pollError}
+        connectionError={state.connectionError}
         onStart={start}
         onCancel={cancel}
         onDismissError={() => dispatch({ type: "dismissError" })}
@@ -95,7 +97,12 @@ export function App({ api, pollIntervalMs }: AppProps) {
           {evaluation ? (
             <VennDiagram evaluation={evaluation} activeRegion={filter.class === undefined ? filter.region ?? null : null} onSelectRegion={onRegion} />
           ) : (
-            <EvaluationPlaceholder selected={point !== null} loading={state.evaluation.loading} error={state.evaluation.error} />
+            <EvaluationPlaceholder
+              selected={point !== null}
+              loading={state.evaluation.loading}
+              error={state.evaluation.error}
+              onRetry={retryEvaluation}
+            />
           )}
         </section>
       </div>
@@ -117,6 +124,7 @@ export function App({ api, pollIntervalMs }: AppProps) {
             onSort={(key) => dispatch({ type: "sort", key })}
             onPage={(page) => dispatch({ type: "page", page })}
             onClearFilter={() => dispatch({ type: "clearTableFilter" })}
+            onRetry={retryInstances}
           />
         </>
       ) : null}
@@ -124,9 +132,25 @@ export function App({ api, pollIntervalMs }: AppProps) {
   );
 }
 
-function EvaluationPlaceholder({ selected, loading, error }: { selected: boolean; loading: boolean; error: string | null }) {
+interface EvaluationPlaceholderProps {
+  selected: boolean;
+  loading: boolean;
+  error: string | null;
+  onRetry: () => void;
+}
+
+function EvaluationPlaceholder({ selected, loading, error, onRetry }: EvaluationPlaceholderProps) {
   if (!selected) return <p className="bcml-empty">Select a point to compare the errors of h1 and h2.</p>;
-  if (error) return <p className="bcml-inline-error">Could not load this datapoint's evaluation: {error}</p>;
+  if (error) {
+    return (
+      <p className="bcml-inline-error">
+        Could not load this datapoint's evaluation: {error}{" "}
+        <button type="button" className="bcml-link-button" onClick={onRetry}>
+          Try again
+        </button>
+      </p>
+    );
+  }
   if (loading) return <p className="bcml-empty">Loading the evaluation…</p>;
   return null;
 }

@@ -2,7 +2,7 @@
 import { useMemo } from "react";
 import { ClassBarChart, type BarSeries } from "../charts/ClassBarChart";
 import { MODEL_COLOR, REGION_COLOR } from "../charts/theme";
-import { fmtPercent } from "../format";
+import { fmtPercent, isScore } from "../format";
 import type { EvaluationData, InstanceFilter, ModelName } from "../types";
 
 export interface ClassChartsProps {
@@ -20,10 +20,14 @@ export function AccuracyByClass({ evaluation, filter, onFilter }: ClassChartsPro
         key: model,
         label: model,
         color: MODEL_COLOR[model],
-        values: new Map(evaluation[`${model}_accuracy_by_class`].map((c) => [c.class, c.accuracy])),
+        // A class without an accuracy (null: not computed) draws no bar.
+        values: new Map(
+          evaluation[`${model}_accuracy_by_class`].flatMap((c) => (isScore(c.accuracy) ? [[c.class, c.accuracy]] : [])),
+        ),
       })),
     [evaluation],
   );
+  const hasAccuracy = series.some((s) => s.values.size > 0);
   const details = useMemo(() => {
     const m = new Map<string, { count: number; errors: number }>();
     for (const model of ["h1", "h2"] as ModelName[]) {
@@ -45,6 +49,8 @@ export function AccuracyByClass({ evaluation, filter, onFilter }: ClassChartsPro
       </div>
       {classes.length === 0 ? (
         <p className="bcml-empty">No classes.</p>
+      ) : !hasAccuracy ? (
+        <p className="bcml-empty">No accuracy by class: this datapoint's record does not have it.</p>
       ) : (
         <ClassBarChart
           classes={classes}
@@ -61,7 +67,9 @@ export function AccuracyByClass({ evaluation, filter, onFilter }: ClassChartsPro
           onBar={(s, cls) => onFilter({ model: s.key as ModelName, class: cls })}
         />
       )}
-      <p className="bcml-hint">Click a bar to list that model's errors of that class.</p>
+      {classes.length > 0 && hasAccuracy ? (
+        <p className="bcml-hint">Click a bar to list that model's errors of that class.</p>
+      ) : null}
     </section>
   );
 }
@@ -111,7 +119,12 @@ export function IncompatibleByClass({ evaluation, filter, onFilter }: ClassChart
           onBar={(_s, cls) => onFilter({ region: "regress", class: cls })}
         />
       )}
-      <p className="bcml-hint">Share of all {total} incompatible instances; click a bar to list them.</p>
+      {total > 0 ? (
+        <p className="bcml-hint">
+          {total === 1 ? "Share of the 1 incompatible instance" : `Share of all ${total} incompatible instances`}; click a bar
+          to list them.
+        </p>
+      ) : null}
     </section>
   );
 }

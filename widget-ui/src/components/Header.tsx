@@ -10,13 +10,19 @@ export interface HeaderProps {
   pending: "start" | "cancel" | null;
   actionError: string | null;
   pollError: string | null;
+  /** Polling stopped for good: why (shown as an alert). */
+  connectionError?: string | null;
   onStart: () => void;
   onCancel: () => void;
   onDismissError: () => void;
 }
 
-export function statusText(status: SweepStatus | null, families: readonly FamilyInfo[] = []): string {
-  if (!status) return "Connecting to the widget server…";
+export function statusText(
+  status: SweepStatus | null,
+  families: readonly FamilyInfo[] = [],
+  disconnected = false,
+): string {
+  if (!status) return disconnected ? "Not connected to the widget server." : "Connecting to the widget server…";
   const points = `${status.completed_points} of ${status.total_points} points`;
   switch (status.state) {
     case "idle":
@@ -71,7 +77,7 @@ export function Header(props: HeaderProps) {
   const running = status?.running ?? false;
   const percent = progressPercent(status);
   const failure = status?.state === "failed" ? `Sweep failed: ${status.error ?? "unknown error"}` : null;
-  const alertText = props.actionError ?? failure;
+  const alertText = props.actionError ?? props.connectionError ?? failure;
   return (
     <header className="bcml-header">
       <div className="bcml-header-row">
@@ -112,7 +118,7 @@ export function Header(props: HeaderProps) {
         </span>
       </div>
       <p className="bcml-status-text" role="status">
-        {statusText(status, props.families)}
+        {statusText(status, props.families, Boolean(props.connectionError))}
         {props.pollError ? (
           <span className="bcml-poll-error"> Connection problem, retrying: {props.pollError}</span>
         ) : null}

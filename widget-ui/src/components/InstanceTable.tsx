@@ -21,6 +21,8 @@ export interface InstanceTableProps {
   onSort: (key: SortKey) => void;
   onPage: (page: number) => void;
   onClearFilter: () => void;
+  /** Asks for the current page again (after a failure). */
+  onRetry?: () => void;
 }
 
 interface Column {
@@ -90,7 +92,19 @@ export function InstanceTable(props: InstanceTableProps) {
           {NO_IMAGES_NOTICE}
         </p>
       )}
-      {props.error ? <p className="bcml-inline-error">Could not load instances: {props.error}</p> : null}
+      {props.error ? (
+        <p className="bcml-inline-error">
+          Could not load instances: {props.error}
+          {props.onRetry ? (
+            <>
+              {" "}
+              <button type="button" className="bcml-link-button" onClick={props.onRetry}>
+                Try again
+              </button>
+            </>
+          ) : null}
+        </p>
+      ) : null}
       <div className="bcml-table-wrap">
         <table className="bcml-table" aria-busy={props.loading || undefined}>
           <thead>

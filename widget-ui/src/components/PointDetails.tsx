@@ -1,6 +1,6 @@
 // Numbers of the selected datapoint.
 import { datasetOf, familyLabel, familyOf } from "../families";
-import { fmt3, fmtLambda, fmtSigned3 } from "../format";
+import { fmt3, fmtLambda, fmtSigned3, isScore } from "../format";
 import type { DataPoint, EvaluationData, FamilyInfo } from "../types";
 
 export interface PointDetailsProps {
@@ -28,6 +28,8 @@ export function PointDetails({ point, families, evaluation, metricLabel }: Point
   }
   const h2 = evaluation?.h2_performance ?? point.performance;
   const h1 = point.h1_performance;
+  // The difference exists only when both are numbers (a metric may be null: not computed).
+  const difference = isScore(h1) && isScore(h2) ? h2 - h1 : null;
   const rows: Row[] = [
     { label: "lambda_c", field: "lambda_c", value: fmt3(point.lambda_c) },
     { label: "BTC", field: "btc", value: fmt3(point.btc), hint: "backward trust compatibility" },
@@ -36,7 +38,7 @@ export function PointDetails({ point, families, evaluation, metricLabel }: Point
     { label: "PFR", field: "pfr", value: fmt3(point.pfr), hint: "positive flip rate" },
     { label: `h1 ${metricLabel}`, field: "h1_performance", value: fmt3(h1) },
     { label: `h2 ${metricLabel}`, field: "h2_performance", value: fmt3(h2) },
-    { label: "h2 − h1", field: "performance_difference", value: fmtSigned3(h2 - h1) },
+    { label: "h2 − h1", field: "performance_difference", value: difference === null ? "n/a" : fmtSigned3(difference) },
   ];
   if (evaluation) {
     rows.push({ label: "h1 errors", value: String(evaluation.error_counts.h1) });

@@ -7,7 +7,7 @@ import { scaleLinear } from "d3-scale";
 import { line } from "d3-shape";
 import { useAxis } from "../charts/axis";
 import { domainText, fitDomains, zoomFromPixels, type H1Lines, type PlotDomains } from "../charts/domains";
-import { paretoFrontLine, paretoIndices } from "../charts/pareto";
+import { paretoFrontLine, paretoIndices, positioned, type Positioned } from "../charts/pareto";
 import { stackAt, stackClusters, type Placed } from "../charts/stacks";
 import { DATASET_COLOR, lambdaFill } from "../charts/theme";
 import { useBrushZoom } from "../charts/useBrushZoom";
@@ -76,10 +76,12 @@ export function ScatterPlot(props: ScatterPlotProps) {
     [lambdaDomain],
   );
   const front = useMemo(() => paretoIndices(points, metric), [points, metric]);
+  // Points whose metric or performance is null (not computed) have no place here.
+  const drawable = useMemo(() => positioned(points, metric), [points, metric]);
   const frontPaths = useMemo(() => {
-    const make = line<DataPoint>()
-      .x((p) => x(p[metric]))
-      .y((p) => y(p.performance));
+    const make = line<Positioned>()
+      .x((p) => x(p.x))
+      .y((p) => y(p.y));
     return DATASETS.map((dataset) => ({
       dataset,
       d: make(paretoFrontLine(points.filter((p) => datasetOf(p) === dataset), front, metric)) ?? "",
@@ -88,12 +90,13 @@ export function ScatterPlot(props: ScatterPlotProps) {
 
   // Points inside the view, the selected one last so that it is drawn on top.
   const placed: Placed[] = useMemo(() => {
-    const rest = points.filter((p) => p.datapoint_index !== selectedIndex);
-    const sel = points.filter((p) => p.datapoint_index === selectedIndex);
+    const rest = drawable.filter((p) => p.point.datapoint_index !== selectedIndex);
+    const sel = drawable.filter((p) => p.point.datapoint_index === selectedIndex);
     return [...rest, ...sel]
-      .map((point) => ({ point, cx: x(point[metric]), cy: y(point.performance) }))
+      .map((p) => ({ point: p.point, cx: x(p.x), cy: y(p.y) }))
       .filter(({ cx, cy }) => cx >= -0.5 && cx <= innerW + 0.5 && cy >= -0.5 && cy <= innerH + 0.5);
-  }, [points, selectedIndex, x, y, metric, innerW, innerH]);
+  }, [drawable, selectedIndex, x, y, innerW, innerH]);
+  const missing = points.length - drawable.length;
   const clusters = useMemo(() => stackClusters(placed), [placed]);
   const byIndex = useMemo(() => new Map(placed.map((p) => [p.point.datapoint_index, p])), [placed]);
   const anchor = chooser === null ? null : byIndex.get(chooser) ?? null;
@@ -196,9 +199,15 @@ export function ScatterPlot(props: ScatterPlotProps) {
             <ReferenceLines h1Lines={h1Lines} y={y} yDomain={domains.y} width={innerW} height={innerH} layer="labels" />
           </g>
         </svg>
-        {points.length === 0 ? <p className="bcml-plot-empty">No datapoints to show</p> : null}
-        {points.length > 0 && placed.length === 0 ? (
+        {drawable.length === 0 ? <p className="bcml-plot-empty">No datapoints to show</p> : null}
+        {drawable.length > 0 && placed.length === 0 ? (
           <p className="bcml-plot-empty">No datapoints in the zoomed area</p>
+        ) : null}
+        {missing > 0 ? (
+          <p className="bcml-plot-note" data-missing={missing}>
+            {missing === 1 ? "1 datapoint is" : `${missing} datapoints are`} not drawn: no {metric.toUpperCase()} or{" "}
+            {props.yLabel} (not computed).
+          </p>
         ) : null}
         {hovered && !anchor ? (
           <PlotTooltip
