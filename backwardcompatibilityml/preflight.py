@@ -192,8 +192,9 @@ def _first_batch(dataset: Iterable, name: str, device: torch.device) -> Tuple[to
 
 
 def _check_training_steps(training_set: Iterable) -> None:
-    """Refuse a training loader that yields no batch although its data has instances (drop_last)."""
-    if evaluation_view(training_set) is not training_set and len(training_set) == 0:  # type: ignore[arg-type]
+    """Refuse a training DataLoader whose ``drop_last`` leaves no batch although its data has instances."""
+    if getattr(training_set, "drop_last", False) and evaluation_view(training_set) is not training_set \
+            and len(training_set) == 0:  # type: ignore[arg-type]
         raise ValueError(
             "training_set has no batches: drop_last=True with a batch size above its number of instances "
             "leaves nothing to train on"

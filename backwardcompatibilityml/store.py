@@ -273,26 +273,10 @@ class SweepStore:
     def clear(self, keep_previous: bool = True) -> Optional[str]:
         """Empty the folder for a new sweep (and remove leftover temporary files); other files stay.
 
-        A folder that holds results (evaluation files or model states) has
-        them moved, with their summary and h1's reference columns, into a new subfolder
-        ``previous/<UTC time>/`` (``previous/20261129T041230Z``, made unique
-        with ``-1``, ``-2``... when needed). Earlier subfolders are never
-        touched, so starting a new sweep never destroys finished results:
-        ``SweepManager.open_folder(subfolder)`` browses them. A folder without
-        results (a bare summary and reference columns, left by a sweep
-        cancelled or failed before its first result) is not kept: those are removed. Call it only
-        under :meth:`lock`. See :func:`.previous_results.set_aside`.
-
-        Parameters
-        ----------
-        keep_previous : bool
-            False deletes the results instead of keeping them.
-
-        Returns
-        -------
-        str or None
-            The subfolder the results were moved to, or None when nothing was
-            kept (no results, or ``keep_previous=False``).
+        Finished results are moved to a new ``previous/<UTC time>/`` subfolder,
+        never destroyed, as :func:`.previous_results.set_aside` describes (its
+        parameters and return value are this method's). Call it only under
+        :meth:`lock`.
         """
         self.remove_temporary_files()
         return previous_results.set_aside(self.folder, keep_previous)
