@@ -27,7 +27,14 @@ alternating so that both see the same machine load. Wall time and the
 process's CPU time are both shown: on a shared machine the CPU time is the
 steadier figure.
 
-Usage: ``python benchmarks/bench_vectorized.py [--repeats 2] [--quick] [--counts K ...] [--pairs N]``
+With ``--device cuda`` every figure is measured on the GPU (models, stacked
+members and the floor's tensors there; the batches come from the CPU as a
+user's would). Each process first runs a small warm-up step on the GPU so
+that the CUDA context and library handles are not counted; the goals above
+are for one CPU thread and are printed only for comparison.
+
+Usage: ``python benchmarks/bench_vectorized.py [--repeats 2] [--quick] [--counts K ...] [--pairs N]
+[--device cuda]``
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EPOCHS = 5
 GOALS = {0.25: 2.0, 0.1: 4.0, 0.05: 6.0}
+DEVICE = os.environ.get("BCML_BENCH_DEVICE", "cpu")  # set from --device for the child processes
 
 
 def _rss_mb() -> float:
@@ -60,7 +68,23 @@ def _setup():
     from _workloads import digits_reference_workload
 
     h1, h2, train, test = digits_reference_workload()
-    return torch, h1.model, h2.model, train, test
+    if DEVICE != "cpu":
+        _warm_up(torch, DEVICE)
+    return torch, h1.model.to(DEVICE), h2.model.to(DEVICE), train, test
+
+
+def _warm_up(torch, device: str) -> None:
+    """One small training step on ``device``: the CUDA context and library handles are made outside the timings."""
+    layer = torch.nn.Linear(64, 10).to(device)
+    x, y = torch.randn(32, 64, device=device), torch.randint(0, 10, (32,), device=device)
+    torch.nn.functional.cross_entropy(torch.log_softmax(layer(x), 1), y).backward()
+    torch.bmm(torch.randn(2, 3, 4, device=device), torch.randn(2, 4, 5, device=device))
+    _synchronize(torch)
+
+
+def _synchronize(torch) -> None:
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
 
 
 def _executor(name: str):
@@ -83,7 +107,7 @@ def sweep_time(executor: str, stepsize: float) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         manager = SweepManager(folder, EPOCHS, h1, h2, train, test, 32, 32, torch.optim.SGD, {"lr": 0.1},
                                BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=stepsize,
-                               executor=_executor(executor))
+                               executor=_executor(executor), device=DEVICE)
         start, cpu = time.perf_counter(), time.process_time()
         manager.start_sweep_synchronous(progress_bar=False)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -101,7 +125,8 @@ def executor_time(executor: str, count: int) -> dict:
 
     config = SweepConfig.from_arguments(
         number_of_epochs=EPOCHS, h1=h1, h2=h2, training_set=train, test_set=test, batch_size_train=32,
-        batch_size_test=32, OptimizerClass=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, lambda_c_stepsize=0.05)
+        batch_size_test=32, OptimizerClass=torch.optim.SGD, optimizer_kwargs={"lr": 0.1}, lambda_c_stepsize=0.05,
+        device=DEVICE)
     context = prepare(config)
     jobs = plan_jobs(config.lambda_c_values, config.families, config.seed)[:count]
     runner = _executor(executor)
@@ -131,19 +156,21 @@ def floor_time(count: int) -> dict:
     """
     torch, _h1, _h2, train, _test = _setup()
     functional = torch.nn.functional
-    w1 = (torch.randn(count * 64, 64) * 0.1).requires_grad_()
-    b1 = torch.zeros(count * 64, 1, requires_grad=True)
-    w2 = (torch.randn(count, 10, 64) * 0.1).requires_grad_()
-    b2 = torch.zeros(count, 10, 1, requires_grad=True)
+    w1 = (torch.randn(count * 64, 64, device=DEVICE) * 0.1).requires_grad_()
+    b1 = torch.zeros(count * 64, 1, device=DEVICE, requires_grad=True)
+    w2 = (torch.randn(count, 10, 64, device=DEVICE) * 0.1).requires_grad_()
+    b2 = torch.zeros(count, 10, 1, device=DEVICE, requires_grad=True)
     optimizer = torch.optim.SGD([w1, b1, w2, b2], lr=0.1)
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(EPOCHS):
         for _ids, x, y in train:
+            x, y = x.to(DEVICE, non_blocking=True), y.to(DEVICE, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             hidden = torch.relu(torch.addmm(b1, w1, x.t())).view(count, 64, x.shape[0])
             out = functional.log_softmax(torch.baddbmm(b2, w2, hidden), 1).transpose(1, 2)
             functional.nll_loss(out.reshape(-1, 10), y.repeat(count), reduction="sum").backward()
             optimizer.step()
+    _synchronize(torch)
     return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "rss_before_mb": 0,
             "rss_peak_mb": 0}
 
@@ -173,6 +200,14 @@ def _best(runs: list) -> dict:
     return best
 
 
+def _where(device: str) -> str:
+    if device == "cpu":
+        return "1 thread"
+    import torch
+
+    return f"{torch.cuda.get_device_name()}, 1 CPU thread"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -180,8 +215,11 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", help="only these K in part 2 (and no part 1)")
     parser.add_argument("--pairs", type=int, default=0,
                         help="also measure part 2's ratio from this many same-process pairs per K")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEVICE,
+                        help="where the models train (default: cpu, one thread)")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args()
+    os.environ["BCML_BENCH_DEVICE"] = args.device
     if args.child:
         kind, executor, value = args.child
         if kind == "sweep":
@@ -197,8 +235,8 @@ def main() -> None:
 
     stepsizes = () if args.counts else (0.25,) if args.quick else (0.25, 0.1, 0.05)
     if stepsizes:
-        print(f"1. whole sweeps, sequential vs vectorized (1 thread, {EPOCHS} epochs, best of {args.repeats}); "
-              "'vmap' is the vectorized executor with fused_forward=False")
+        print(f"1. whole sweeps, sequential vs vectorized ({_where(args.device)}, {EPOCHS} epochs, best of "
+              f"{args.repeats}); 'vmap' is the vectorized executor with fused_forward=False")
         print(f"   {'stepsize':>8} {'trainings':>9} {'sequential':>11} {'vectorized':>11} {'speed-up':>9} {'goal':>6}"
               f"   {'vmap':>7} {'speed-up':>9}   {'CPU: seq':>9} {'vec':>6} {'speed-up':>9}")
     for stepsize in stepsizes:
@@ -215,8 +253,8 @@ def main() -> None:
               f"{seq['cpu'] / vec['cpu']:>8.2f}x", flush=True)
 
     counts = args.counts or ((1, 2, 6, 10) if args.quick else (1, 2, 6, 10, 22, 42))
-    print(f"\n2./3. K trainings in one vectorized run vs one sequential training (executor only, best of "
-          f"{args.repeats}, the four runs of a row interleaved)")
+    print(f"\n2./3. K trainings in one vectorized run vs one sequential training ({_where(args.device)}, executor "
+          f"only, best of {args.repeats}, the four runs of a row interleaved)")
     print("   'floor' is a hand-written stacked loop of the training steps alone (forward, NLL, backward, SGD)")
     print(f"   {'K':>3} {'one':>6} {'vectorized':>11} {'vs one':>7} {'goal':>6}   {'vmap':>7} {'vs one':>7}   "
           f"{'floor':>7} {'vs one':>7} {'vec/floor':>9}   {'CPU':>6} {'vs one':>7}   {'peak RSS':>9} {'growth':>7}")
