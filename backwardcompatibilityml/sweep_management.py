@@ -8,8 +8,19 @@ The manager is the seed's façade over the engine
 (:mod:`backwardcompatibilityml.engine`): a checked configuration
 (:class:`~backwardcompatibilityml.engine.config.SweepConfig`), a runner that
 feeds an executor and persists its results, the progress it reports, and the
-results read back from the folder (the reading methods come from
-:class:`~backwardcompatibilityml.sweep_reader.SweepReader`).
+results read back from the folder. The reading methods come from
+:class:`~backwardcompatibilityml.sweep_reader.SweepReader`, the lifecycle
+methods (start, cancel, wait, the last exception) from
+:class:`~backwardcompatibilityml.sweep_controls.SweepControls`.
+
+Results live in the sweep's folder (``sweep_summary.json``, per-datapoint
+result files and ``<lambda_c>-model-<family>.state``), each written
+atomically. A manager created on a folder that holds results serves them at
+once. ``start_sweep`` on a partial sweep of the same configuration resumes it
+(finished jobs are not retrained, whichever executor ran them); on a complete
+one, or one of a different configuration, it starts clean after moving the
+earlier results into ``previous/<timestamp>/``. A restart never destroys a
+finished sweep.
 """
 
 from __future__ import annotations
@@ -26,8 +37,8 @@ from .engine.executors import Executor, resolve_executor
 from .engine.families import DATASETS
 from .engine.runner import SweepRunner
 from .evaluation import default_instance_metadata
+from .sweep_controls import SweepControls
 from .sweep_reader import SweepReader
-from .validation import check_bool
 
 __all__ = [
     "SweepManager", "SweepAlreadyRunningError", "ReadOnlySweepError", "lambda_c_grid", "public_error_message",
@@ -37,7 +48,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class SweepManager(SweepReader):
+class SweepManager(SweepControls, SweepReader):
     """Trains and evaluates h2 for each lambda_c and loss family, in a thread, and stores the results.
 
     For every lambda_c of :func:`lambda_c_grid` it trains a fresh deep copy of
@@ -46,16 +57,10 @@ class SweepManager(SweepReader):
     0, 1, 2, ... in the order NE-train, NE-test, SI-train, SI-test (the
     summary's ``datapoint_layout`` states it). h1 is never modified; its
     outputs are computed once per instance, before the first training, and
-    reused by every training and evaluation.
-
-    Results live in ``folder_name`` (``sweep_summary.json``, per-datapoint
-    result files and ``<lambda_c>-model-<family>.state``), each written
-    atomically. A manager created on a folder that holds results serves them
-    at once. ``start_sweep`` on a partial sweep of the same configuration
-    resumes it (finished jobs are not retrained, whichever executor ran
-    them); on a complete one, or one of a different configuration, it starts
-    clean after moving the earlier results into ``previous/<timestamp>/``. A
-    restart never destroys a finished sweep.
+    reused by every training and evaluation. Results are stored in
+    ``folder_name`` as they come; a start on a partial sweep of the same
+    configuration resumes it, and a restart never destroys a finished sweep
+    (see the module's description).
 
     Parameters
     ----------
@@ -91,7 +96,8 @@ class SweepManager(SweepReader):
         ``metric(model, dataset, device) -> float`` where ``model`` is the
         trained h2 (or h1) in eval mode, ``dataset`` the same iterable of
         ``(instance_ids, inputs, targets)`` batches given as ``training_set``
-        / ``test_set``, and ``device`` a :class:`torch.device`. Default:
+        / ``test_set``, and ``device`` the device as a string (``"cpu"``,
+        ``"cuda:0"``). Default:
         accuracy, computed from predictions the sweep already has (a metric
         with a ``from_predictions(predicted, expected)`` attribute is never
         given the model).
@@ -129,6 +135,10 @@ class SweepManager(SweepReader):
     backwardcompatibilityml.sweep_reader.SweepReader : the reading methods
         (``get_sweep_status``, ``get_sweep_summary``, ``get_evaluation``,
         ``get_evaluation_view``, ``dataframe``, ``configuration``, ``fingerprint``).
+    backwardcompatibilityml.sweep_controls.SweepControls : the lifecycle methods
+        (``start_sweep``, ``start_sweep_synchronous``, ``is_running``,
+        ``cancel_sweep``, ``cancel_requested``, ``wait``, ``last_exception``,
+        ``last_traceback``).
     """
 
     def __init__(
@@ -227,90 +237,6 @@ class SweepManager(SweepReader):
         if name == "get_instance_metadata":
             return default_instance_metadata
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
-
-    # -- public lifecycle -----------------------------------------------------------------
-    def _trainable_runner(self) -> SweepRunner:
-        if self._runner is None:
-            raise ReadOnlySweepError("this sweep was opened read-only from its folder; it cannot train")
-        return self._runner
-
-    def start_sweep(self) -> None:
-        """Start the sweep in a background thread and return at once.
-
-        Raises
-        ------
-        SweepAlreadyRunningError
-            If a sweep is running (here, or in another manager on the same folder).
-        ReadOnlySweepError
-            If the manager was opened with :meth:`open_folder`.
-        """
-        self._trainable_runner().start_background()
-
-    def start_sweep_synchronous(self, progress_bar: bool = True, raise_on_error: bool = False) -> None:
-        """Run the sweep in the calling thread; returns when it completes, fails or is cancelled.
-
-        Parameters
-        ----------
-        progress_bar : bool
-            Show a ``tqdm.auto`` progress bar (a widget in notebooks, text in a terminal).
-        raise_on_error : bool
-            Raise the exception that failed the sweep (with its traceback)
-            instead of only recording state ``failed``. Either way the
-            finished results stay stored and :attr:`last_exception` holds it.
-
-        ``KeyboardInterrupt`` (Ctrl-C) cancels the sweep and is raised again.
-        """
-        self._trainable_runner().run_synchronous(
-            progress_bar=check_bool(progress_bar, "progress_bar"),
-            raise_on_error=check_bool(raise_on_error, "raise_on_error"),
-        )
-
-    def is_running(self) -> bool:
-        """Whether a sweep is running."""
-        return self._runner is not None and self._runner.is_running()
-
-    def cancel_sweep(self, wait: float = 10.0) -> bool:
-        """Ask the running sweep to stop after its current training step.
-
-        Parameters
-        ----------
-        wait : float
-            Seconds to wait for the sweep's thread to stop (0: do not wait).
-
-        Returns
-        -------
-        bool
-            True if a sweep was running and has been asked to stop.
-        """
-        return self._runner is not None and self._runner.cancel(wait)
-
-    @property
-    def cancel_requested(self) -> bool:
-        """Whether the current (or last) sweep has been asked to stop.
-
-        True from :meth:`cancel_sweep` (or Ctrl-C, or the interpreter's exit)
-        until the next start; the sweep stops before its next training step,
-        so this can be True while :meth:`is_running` still is.
-        """
-        return self._runner is not None and self._runner.should_stop()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until the running sweep has ended (at most ``timeout`` seconds).
-
-        For a background sweep this joins its thread, so that nothing of the
-        sweep is still running when it returns True.
-        """
-        return True if self._runner is None else self._runner.wait(timeout)
-
-    @property
-    def last_exception(self) -> Optional[BaseException]:
-        """The exception that failed the last sweep (with ``__traceback__``), or None."""
-        return None if self._runner is None else self._runner.last_exception
-
-    @property
-    def last_traceback(self) -> Optional[str]:
-        """The formatted traceback of :attr:`last_exception`, or None (never sent over HTTP)."""
-        return None if self._runner is None else self._runner.last_traceback
 
     def load_model(self, lambda_c: float, family: str) -> torch.nn.Module:
         """A copy of h2 with the weights trained for ``(lambda_c, family)``.
