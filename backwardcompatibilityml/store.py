@@ -52,6 +52,7 @@ SUMMARY_FIELD_TYPES: Dict[str, Tuple[type, ...]] = {
     "fingerprint": (str,),
     "performance_metric": (str,),
     "executor": (str,),
+    "sweep_id": (str,),
     "h1_performance": (int, float),
 }
 

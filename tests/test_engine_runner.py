@@ -167,6 +167,31 @@ def test_a_running_summary_without_a_lock_holder_reads_as_interrupted(tmp_path):
     assert build_manager(str(folder), epochs=1, stepsize=1.0).get_sweep_status()["state"] == "interrupted"
 
 
+def test_every_run_has_its_own_sweep_id_in_the_status_and_the_summary(tmp_path):
+    """Two runs that end with equal statuses are still told apart (the widget reloads on a new id)."""
+    folder = tmp_path / "s"
+    manager = build_manager(str(folder), epochs=1, stepsize=1.0)
+    assert manager.get_sweep_status()["sweep_id"] is None, "no sweep yet"
+    manager.start_sweep_synchronous(progress_bar=False)
+    first = manager.get_sweep_status()
+    assert isinstance(first["sweep_id"], str) and len(first["sweep_id"]) == 32
+    assert json.loads((folder / "sweep_summary.json").read_text())["sweep_id"] == first["sweep_id"]
+    assert SweepManager.open_folder(str(folder)).get_sweep_status()["sweep_id"] == first["sweep_id"]
+    assert build_manager(str(folder), epochs=1, stepsize=1.0).get_sweep_status()["sweep_id"] == first["sweep_id"]
+
+    manager.start_sweep_synchronous(progress_bar=False)  # complete: starts clean, the same results again
+    second = manager.get_sweep_status()
+    assert second["sweep_id"] != first["sweep_id"]
+    assert {k: v for k, v in second.items() if k not in ("sweep_id", "loss")} == \
+        {k: v for k, v in first.items() if k not in ("sweep_id", "loss")}, "only the id tells the runs apart"
+    assert SweepManager.open_folder(str(folder)).get_sweep_status()["sweep_id"] == second["sweep_id"]
+
+    summary = json.loads((folder / "sweep_summary.json").read_text())
+    summary["sweep_id"] = 17
+    (folder / "sweep_summary.json").write_text(json.dumps(summary))
+    assert SweepManager.open_folder(str(folder)).get_sweep_status()["sweep_id"] is None, "a damaged id is no id"
+
+
 def test_progress_bar_from_python_can_be_turned_off(tmp_path, capsys):
     manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=1.0, executor="sequential")
     manager.start_sweep_synchronous(progress_bar=False)

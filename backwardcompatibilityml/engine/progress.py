@@ -81,7 +81,7 @@ class SweepProgress:
         return {
             "running": False, "state": IDLE, "percent_complete": 0.0, "lambda_c": None, "loss_family": None,
             "loss": None, "completed_points": 0, "total_points": total_points, "eta_seconds": None,
-            "error": None, "executor": None, "executor_note": None, "running_jobs": [],
+            "error": None, "executor": None, "executor_note": None, "running_jobs": [], "sweep_id": None,
         }
 
     # -- reading ---------------------------------------------------------------------
@@ -99,22 +99,24 @@ class SweepProgress:
             return self._status["state"]
 
     # -- lifecycle ---------------------------------------------------------------------
-    def set_stored(self, state: str, completed_points: int, total_points: int, error: Optional[str]) -> None:
-        """Describe a sweep read from its folder (nothing running here)."""
+    def set_stored(self, state: str, completed_points: int, total_points: int, error: Optional[str],
+                   sweep_id: Optional[str] = None) -> None:
+        """Describe a sweep read from its folder (nothing running here); ``sweep_id`` as its summary gives it."""
         with self._lock:
             self._status = self._initial(total_points)
             self._status.update(
                 state=state, completed_points=completed_points,
                 percent_complete=min(1.0, completed_points / total_points) if total_points else 0.0,
-                error=error,
+                error=error, sweep_id=sweep_id,
             )
 
-    def begin(self, total_points: int, completed_points: int, done_fraction: float) -> None:
-        """A sweep starts (or resumes with ``completed_points`` already stored)."""
+    def begin(self, total_points: int, completed_points: int, done_fraction: float, sweep_id: str) -> None:
+        """A sweep starts (or resumes with ``completed_points`` already stored); ``sweep_id`` names this run."""
         with self._lock:
             self._status = self._initial(total_points)
             self._status.update(
                 state=RUNNING, running=True, completed_points=completed_points, percent_complete=done_fraction,
+                sweep_id=sweep_id,
             )
             self._units_done = 0
             self._units_total = 1

@@ -24,7 +24,7 @@ __all__ = ["SweepRecords"]
 
 _SUMMARY_EXTRA_KEYS = (
     "h1_performance", "performance_metric", "fingerprint", "configuration", "lambda_c_values", "families",
-    "datapoint_layout", "executor",
+    "datapoint_layout", "executor", "sweep_id",
 )
 
 
@@ -74,10 +74,12 @@ class SweepRecords:
             self.files.forget()
 
     # -- writing ---------------------------------------------------------------------
-    def begin_sweep(self, config: SweepConfig, executor: Optional[str] = None) -> None:
-        """Remember what the summary says about the sweep that starts."""
+    def begin_sweep(self, config: SweepConfig, executor: Optional[str] = None,
+                    sweep_id: Optional[str] = None) -> None:
+        """Remember what the summary says about the sweep that starts (``sweep_id``: this run's id)."""
         with self._lock:
             self.extra.update(
+                sweep_id=sweep_id,
                 fingerprint=config.fingerprint(),
                 configuration=config.configuration(),
                 performance_metric=config.configuration()["performance_metric"],

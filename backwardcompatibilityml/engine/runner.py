@@ -13,6 +13,7 @@ import atexit
 import logging
 import threading
 import traceback
+import uuid
 import weakref
 from typing import Any, Callable, List, Optional
 
@@ -117,6 +118,7 @@ class SweepRunner:
         self._folder_lock: Optional[Any] = None
         self._bar: Optional[Any] = None
         self._tracker: Optional[Any] = None
+        self._sweep_id: Optional[str] = None  # new at every start: names the run in the status and summary
         self.last_exception: Optional[BaseException] = None
         self.last_traceback: Optional[str] = None
 
@@ -195,9 +197,10 @@ class SweepRunner:
         self._finished.clear()
         self.last_exception = self.last_traceback = None
         total_jobs = len(self.config.lambda_c_values) * len(self.config.families)
+        self._sweep_id = uuid.uuid4().hex
         self.progress.begin(
             self.config.total_points, len(self.results.points),
-            (total_jobs - len(jobs)) / total_jobs if total_jobs else 0.0,
+            (total_jobs - len(jobs)) / total_jobs if total_jobs else 0.0, self._sweep_id,
         )
         return jobs
 
@@ -220,7 +223,7 @@ class SweepRunner:
         state, error = FAILED, None
         interrupted: Optional[BaseException] = None
         try:
-            self.results.begin_sweep(self.config)
+            self.results.begin_sweep(self.config, sweep_id=self._sweep_id)
             self._write_summary(RUNNING)
             if self._tracker_factory is not None:
                 self._tracker = self._tracker_factory()

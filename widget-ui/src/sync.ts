@@ -6,12 +6,15 @@ import { instancesKey, PAGE_SIZE, type Action, type WidgetState } from "./state"
 import type { SweepStatus } from "./types";
 
 /**
- * Which summary a status calls for: it changes when points stream in or the
- * state changes, and (while nothing runs) with the last loss, which tells
+ * Which summary a status calls for: it changes when points stream in, the
+ * state changes or another run of the sweep began (`sweep_id`), which tells
  * apart two finished sweeps when a new one ran entirely between two polls.
+ * A server without `sweep_id` (an older version) is told apart by the last
+ * loss, while nothing runs.
  */
 export function summaryKeyOf(status: SweepStatus): string {
   const key = `${status.state}:${status.completed_points}:${status.total_points}`;
+  if (status.sweep_id != null) return `${key}:${status.sweep_id}`;
   return status.running ? key : `${key}:${status.loss ?? ""}`;
 }
 

@@ -43,6 +43,8 @@ export interface SweepStatus {
   executor_note?: string | null;
   /** The jobs that train now. */
   running_jobs?: RunningJob[] | null;
+  /** Names one run of the sweep (new at every start); null before any sweep, and older servers omit it. */
+  sweep_id?: string | null;
 }
 
 export interface DataPoint {

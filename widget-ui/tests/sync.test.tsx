@@ -105,6 +105,20 @@ describe("polling the widget server", () => {
     await waitFor(() => expect(el.querySelector('[data-datapoint-index="0"]')!.getAttribute("aria-label")).toContain("BTC 0.500"));
   });
 
+  it("sees a sweep that started and ended between two polls with the very same status but its sweep_id", async () => {
+    const done = { state: "completed" as const, completed_points: 8, total_points: 8, percent_complete: 1, loss: 0.31 };
+    const server = fakeServer({ status: makeStatus({ ...done, sweep_id: "first" }) });
+    const el = await mount(server.fetch);
+    await waitFor(() => expect(points(el)).toBe(8));
+    const before = count(server.calls, "sweep_summary");
+    server.state.summary = makeSummary(8, { data: makeSummary(8).data.map((p) => ({ ...p, btc: 0.5 })) });
+    server.state.status = makeStatus({ ...done, sweep_id: "second" });
+    await waitFor(() => expect(count(server.calls, "sweep_summary")).toBe(before + 1), { timeout: 3000 });
+    await waitFor(() => expect(el.querySelector('[data-datapoint-index="0"]')!.getAttribute("aria-label")).toContain("BTC 0.500"));
+    await sleep(100);
+    expect(count(server.calls, "sweep_summary")).toBe(before + 1);
+  });
+
   it("asks for the summary again only when the status says something changed", async () => {
     const server = fakeServer();
     const el = await mount(server.fetch);
@@ -187,5 +201,13 @@ describe("summaryKeyOf", () => {
     expect(summaryKeyOf({ ...running, loss: 0.5 })).toBe(summaryKeyOf({ ...running, loss: 0.4 }));
     const done = makeStatus({ state: "completed", completed_points: 8, total_points: 8 });
     expect(summaryKeyOf({ ...done, loss: 0.5 })).not.toBe(summaryKeyOf({ ...done, loss: 0.4 }));
+  });
+
+  it("follows the sweep_id where the server sends one, and not the loss", () => {
+    const done = makeStatus({ state: "completed", completed_points: 8, total_points: 8, sweep_id: "a" });
+    expect(summaryKeyOf({ ...done, loss: 0.5 })).toBe(summaryKeyOf({ ...done, loss: 0.4 }));
+    expect(summaryKeyOf(done)).not.toBe(summaryKeyOf({ ...done, sweep_id: "b" }));
+    const running = makeStatus({ running: true, state: "running", completed_points: 2, total_points: 8 });
+    expect(summaryKeyOf({ ...running, sweep_id: "a" })).not.toBe(summaryKeyOf({ ...running, sweep_id: "b" }));
   });
 });
