@@ -13,6 +13,27 @@ export function fmt3(value: number | null | undefined): string {
   return value.toFixed(3);
 }
 
+/**
+ * A loss with three significant digits: "0.731", "0.000412" (not "0.000" for a
+ * small loss late in training), "12.3"; "1.23e+4" from 1000 on.
+ */
+export function fmtLoss(value: number | null | undefined): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "n/a";
+  return Math.abs(value) >= 1000 ? value.toExponential(2) : value.toPrecision(3);
+}
+
+/** A class label as text; "n/a" where the server has none. */
+export function fmtLabel(value: number | null | undefined): string {
+  return value === null || value === undefined ? "n/a" : String(value);
+}
+
+/** A prediction with "(right)" or "(wrong)", or alone where it or the ground truth is unknown. */
+export function fmtVerdict(prediction: number | null | undefined, truth: number | null | undefined): string {
+  if (prediction === null || prediction === undefined) return "n/a";
+  if (truth === null || truth === undefined) return String(prediction);
+  return `${prediction} ${prediction === truth ? "(right)" : "(wrong)"}`;
+}
+
 /** A signed difference with three decimals ("+0.030", "-0.012", "0.000"). */
 export function fmtSigned3(value: number): string {
   if (!Number.isFinite(value)) return "n/a";

@@ -129,9 +129,10 @@ export interface InstanceQuery extends InstanceFilter {
 export interface InstanceItem {
   instance_id: number;
   metadata: string;
-  h1_prediction: number;
-  h2_prediction: number;
-  ground_truth: number;
+  /** null where the server has no prediction for the instance. */
+  h1_prediction: number | null;
+  h2_prediction: number | null;
+  ground_truth: number | null;
   region: Region;
 }
 

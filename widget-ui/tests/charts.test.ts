@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { paddedDomain } from "../src/charts/axis";
 import { paretoFrontLine, paretoIndices } from "../src/charts/pareto";
 import { distanceForOverlap, overlapArea, regionPaths, vennLayout } from "../src/charts/venn";
-import { fmt3, fmtEta, fmtLambda, fmtPercent, fmtSigned3, pointLabel } from "../src/format";
+import { fmt3, fmtEta, fmtLambda, fmtLoss, fmtPercent, fmtSigned3, pointLabel } from "../src/format";
 import { FAMILIES, makePoint } from "./fixtures";
 
 describe("venn", () => {
@@ -112,6 +112,13 @@ describe("format", () => {
     expect(fmtEta(12.4)).toBe("12 s");
     expect(fmtEta(125)).toBe("2 min 5 s");
     expect(fmtEta(null)).toBe("unknown");
+    // A loss keeps three significant digits: a small one late in training is not "0.000".
+    expect(fmtLoss(0.73125)).toBe("0.731");
+    expect(fmtLoss(0.7)).toBe("0.700");
+    expect(fmtLoss(0.00041234)).toBe("0.000412");
+    expect(fmtLoss(12.3456)).toBe("12.3");
+    expect(fmtLoss(123456)).toBe("1.23e+5");
+    expect(fmtLoss(Number.NaN)).toBe("n/a");
   });
 
   it("names a point for assistive technology", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { fireEvent, render, screen } from "@testing-library/react";
-import { executorText, Header, statusText } from "../src/components/Header";
+import { executorText, Header, statusAnnouncement, statusText } from "../src/components/Header";
 import { FAMILIES, makeStatus } from "./fixtures";
 import type { SweepStatus } from "../src/types";
 
@@ -58,6 +58,29 @@ describe("Header", () => {
     expect((screen.getByRole("button", { name: "Start sweep" }) as HTMLButtonElement).disabled).toBe(true);
     fireEvent.click(screen.getByRole("button", { name: "Cancel sweep" }));
     expect(props.onCancel).toHaveBeenCalledOnce();
+  });
+
+  it("announces points and states, not every poll's loss and ETA (the live region stays quiet)", () => {
+    const running = makeStatus({
+      running: true, state: "running", lambda_c: 0.25, loss_family: "new-error", loss: 0.7, completed_points: 6,
+      total_points: 20, eta_seconds: 12, percent_complete: 0.3,
+    });
+    const next = { ...running, lambda_c: 0.5, loss: 0.6, eta_seconds: 11 };
+    expect(statusText(next, FAMILIES)).not.toBe(statusText(running, FAMILIES));
+    expect(statusAnnouncement(next, FAMILIES)).toBe(statusAnnouncement(running, FAMILIES));
+    expect(statusAnnouncement(running, FAMILIES)).toBe("Running: 6 of 20 points");
+    expect(statusAnnouncement({ ...running, completed_points: 7 }, FAMILIES)).toBe("Running: 7 of 20 points");
+    const done = makeStatus({ state: "completed", completed_points: 20, total_points: 20 });
+    expect(statusAnnouncement(done, FAMILIES)).toBe(statusText(done, FAMILIES));
+    renderHeader(running);
+    const live = screen.getByRole("status");
+    expect(live.textContent).toBe(statusText(running, FAMILIES)); // all of it is shown
+    const hidden = live.querySelector('[aria-hidden="true"]');
+    expect(hidden?.textContent).toBe(" · lambda_c 0.25 · New Error · loss 0.700 · ETA 12 s");
+    expect(live.textContent?.replace(hidden?.textContent ?? "", "")).toBe("Running: 6 of 20 points");
+    expect(screen.getByRole("progressbar").getAttribute("aria-valuetext")).toBe(
+      "30% · lambda_c 0.25 · New Error · loss 0.700 · ETA 12 s",
+    );
   });
 
   it("says in words when a sweep was cancelled or failed", () => {

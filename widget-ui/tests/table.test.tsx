@@ -86,6 +86,28 @@ describe("InstanceTable", () => {
     expect(screen.queryByRole("dialog")).toBeNull();
   });
 
+  it("shows an unknown prediction or ground truth as n/a, never marked wrong", () => {
+    renderTable({
+      total: 3, offset: 0, limit: 10,
+      items: [
+        makeItem(21, { h2_prediction: null }),
+        makeItem(22, { ground_truth: null }),
+        makeItem(23),
+      ],
+    });
+    const rows = screen.getAllByRole("row").slice(1);
+    expect(within(rows[0]).getAllByText("n/a")).toHaveLength(1);
+    expect(within(rows[0]).queryByText(/\(wrong\)/)).toBeNull(); // h1 is right, h2 unknown
+    expect(rows[0].getAttribute("aria-label")).toContain("h2 n/a");
+    expect(within(rows[1]).queryByText(/\(wrong\)/)).toBeNull(); // no ground truth: nothing to be wrong about
+    expect(within(rows[1]).getByText("n/a")).toBeTruthy();
+    expect(within(rows[2]).getByText(/\(wrong\)/)).toBeTruthy(); // h2 differs from a known ground truth
+    fireEvent.click(rows[0]);
+    const dialog = screen.getByRole("dialog", { name: "Instance 21" });
+    expect(within(dialog).getByText("1 (right)")).toBeTruthy();
+    expect(within(dialog).getByText("n/a")).toBeTruthy();
+  });
+
   it("empty table message", () => {
     renderTable({ total: 0, offset: 0, limit: 10, items: [] });
     expect(screen.getByText("Neither model makes an error on this dataset.")).toBeTruthy();

@@ -1,6 +1,6 @@
 // Title, Start / Cancel buttons, progress bar and errors in words.
 import { familyLabel } from "../families";
-import { fmt3, fmtEta, fmtLambda, fmtRunningJobs } from "../format";
+import { fmtEta, fmtLambda, fmtLoss, fmtRunningJobs } from "../format";
 import type { FamilyInfo, SweepStatus } from "../types";
 
 export interface HeaderProps {
@@ -27,14 +27,8 @@ export function statusText(
   switch (status.state) {
     case "idle":
       return "No sweep yet. Start a sweep to train h2 for each lambda_c.";
-    case "running": {
-      const parts = [`Running: ${points}`];
-      if (status.lambda_c !== null) parts.push(`lambda_c ${fmtLambda(status.lambda_c)}`);
-      if (status.loss_family) parts.push(familyLabel(status.loss_family, families));
-      if (status.loss !== null && status.loss !== undefined) parts.push(`loss ${fmt3(status.loss)}`);
-      parts.push(`ETA ${fmtEta(status.eta_seconds)}`);
-      return parts.join(" · ");
-    }
+    case "running":
+      return `Running: ${points}${statusDetails(status, families)}`;
     case "completed":
       return `Sweep completed: ${points}.`;
     case "cancelled":
@@ -45,6 +39,36 @@ export function statusText(
     default:
       return `Sweep ${status.state}.`;
   }
+}
+
+/**
+ * What changes at every poll while a sweep runs: " · lambda_c 0.25 · New Error
+ * · loss 0.731 · ETA 13 s" ("" when nothing runs). It is shown, but kept out
+ * of what the live region announces (see :func:`statusAnnouncement`), and
+ * screen readers find it on the progress bar instead.
+ */
+export function statusDetails(status: SweepStatus | null, families: readonly FamilyInfo[] = []): string {
+  if (!status || status.state !== "running") return "";
+  const parts: string[] = [];
+  if (status.lambda_c !== null) parts.push(`lambda_c ${fmtLambda(status.lambda_c)}`);
+  if (status.loss_family) parts.push(familyLabel(status.loss_family, families));
+  if (status.loss !== null && status.loss !== undefined) parts.push(`loss ${fmtLoss(status.loss)}`);
+  parts.push(`ETA ${fmtEta(status.eta_seconds)}`);
+  return parts.map((part) => ` · ${part}`).join("");
+}
+
+/**
+ * What the live region announces: the status line without its details, so
+ * that a screen reader speaks when a point is done or the state changes, not
+ * at every poll.
+ */
+export function statusAnnouncement(
+  status: SweepStatus | null,
+  families: readonly FamilyInfo[] = [],
+  disconnected = false,
+): string {
+  if (status?.state === "running") return `Running: ${status.completed_points} of ${status.total_points} points`;
+  return statusText(status, families, disconnected);
 }
 
 /**
@@ -76,6 +100,7 @@ export function Header(props: HeaderProps) {
   const { status, pending } = props;
   const running = status?.running ?? false;
   const percent = progressPercent(status);
+  const details = statusDetails(status, props.families);
   const failure = status?.state === "failed" ? `Sweep failed: ${status.error ?? "unknown error"}` : null;
   const alertText = props.actionError ?? props.connectionError ?? failure;
   return (
@@ -109,7 +134,7 @@ export function Header(props: HeaderProps) {
           aria-valuemin={0}
           aria-valuemax={100}
           aria-valuenow={percent}
-          aria-valuetext={`${percent}%`}
+          aria-valuetext={`${percent}%${details}`}
         >
           <div className="bcml-progress-fill" style={{ width: `${percent}%` }} />
         </div>
@@ -118,7 +143,8 @@ export function Header(props: HeaderProps) {
         </span>
       </div>
       <p className="bcml-status-text" role="status">
-        {statusText(status, props.families, Boolean(props.connectionError))}
+        {statusAnnouncement(status, props.families, Boolean(props.connectionError))}
+        {details ? <span aria-hidden="true">{details}</span> : null}
         {props.pollError ? (
           <span className="bcml-poll-error"> Connection problem, retrying: {props.pollError}</span>
         ) : null}

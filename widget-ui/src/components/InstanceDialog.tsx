@@ -3,6 +3,7 @@ import { useEffect, useId, useRef } from "react";
 import { REGION_INFO } from "./VennDiagram";
 import { InstanceImage, NO_IMAGES_NOTICE } from "./InstanceImage";
 import type { InstanceItem } from "../types";
+import { fmtLabel, fmtVerdict } from "../format";
 
 export interface InstanceDialogProps {
   item: InstanceItem;
@@ -65,19 +66,15 @@ export function InstanceDialog({ item, imageUrl, onClose }: InstanceDialogProps)
             </div>
             <div className="bcml-dl-row">
               <dt>Ground truth</dt>
-              <dd>{item.ground_truth}</dd>
+              <dd>{fmtLabel(item.ground_truth)}</dd>
             </div>
             <div className="bcml-dl-row">
               <dt>h1 prediction</dt>
-              <dd>
-                {item.h1_prediction} {item.h1_prediction === item.ground_truth ? "(right)" : "(wrong)"}
-              </dd>
+              <dd>{fmtVerdict(item.h1_prediction, item.ground_truth)}</dd>
             </div>
             <div className="bcml-dl-row">
               <dt>h2 prediction</dt>
-              <dd>
-                {item.h2_prediction} {item.h2_prediction === item.ground_truth ? "(right)" : "(wrong)"}
-              </dd>
+              <dd>{fmtVerdict(item.h2_prediction, item.ground_truth)}</dd>
             </div>
             <div className="bcml-dl-row">
               <dt>Region</dt>

@@ -6,6 +6,7 @@ import { InstanceImage, NO_IMAGES_NOTICE } from "./InstanceImage";
 import { REGION_INFO } from "./VennDiagram";
 import type { TableState } from "../state";
 import type { InstanceFilter, InstanceItem, InstancePage, SortKey } from "../types";
+import { fmtLabel } from "../format";
 
 export interface InstanceTableProps {
   page: InstancePage | null;
@@ -143,7 +144,7 @@ export function InstanceTable(props: InstanceTableProps) {
                     key={item.instance_id}
                     className="bcml-row"
                     tabIndex={0}
-                    aria-label={`Instance ${item.instance_id}, h1 ${item.h1_prediction}, h2 ${item.h2_prediction}, ground truth ${item.ground_truth}; open details`}
+                    aria-label={`Instance ${item.instance_id}, h1 ${fmtLabel(item.h1_prediction)}, h2 ${fmtLabel(item.h2_prediction)}, ground truth ${fmtLabel(item.ground_truth)}; open details`}
                     onClick={(e) => openRow(item, e.currentTarget)}
                     onKeyDown={(e) => {
                       if (e.key === "Enter" || e.key === " ") {
@@ -170,7 +171,7 @@ export function InstanceTable(props: InstanceTableProps) {
                     </td>
                     <Prediction value={item.h1_prediction} truth={item.ground_truth} />
                     <Prediction value={item.h2_prediction} truth={item.ground_truth} />
-                    <td className="bcml-num">{item.ground_truth}</td>
+                    <td className="bcml-num">{fmtLabel(item.ground_truth)}</td>
                   </tr>
                 ))
               : null}
@@ -218,8 +219,12 @@ export function InstanceTable(props: InstanceTableProps) {
   );
 }
 
-function Prediction({ value, truth }: { value: number; truth: number }) {
-  const wrong = value !== truth;
+/** A prediction, marked wrong only when both it and the ground truth are known and differ. */
+function Prediction({ value, truth }: { value: number | null; truth: number | null }) {
+  if (value === null || value === undefined) {
+    return <td className="bcml-num bcml-unknown">n/a</td>;
+  }
+  const wrong = truth !== null && truth !== undefined && value !== truth;
   return (
     <td className={`bcml-num${wrong ? " bcml-wrong" : ""}`}>
       {value}
