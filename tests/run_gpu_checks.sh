@@ -8,7 +8,7 @@
 # hypothesis and scikit-learn for the tests; the package itself is read from
 # the checkout (PYTHONPATH), and no server, browser or kernel is needed.
 # PARTs (default: gpu bench suite, in that order: the suite is the longest):
-#   gpu    tests/test_cuda.py and the GPU test of tests/test_preflight.py
+#   gpu    tests/test_cuda.py and tests/test_preflight.py (one of its tests needs a GPU)
 #   suite  the engine, loss, data and sweep tests (CPU) under this machine's
 #          torch and Python, the tests that need Flask or MLflow left out
 #   bench  benchmarks/bench_vectorized.py --device cuda (figures as ratios)

@@ -47,7 +47,7 @@ from backwardcompatibilityml.loss import (
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.training import train_compatible_model
 from conftest import MLP
-from test_vectorized import assert_same_results, balanced_accuracy, cancer_setup, digits_setup, run
+from test_vectorized import FromDict, assert_same_results, balanced_accuracy, cancer_setup, digits_setup, run
 
 DEVICE = os.environ.get("BCML_TEST_DEVICE", "cuda")
 ON_CUDA = torch.device(DEVICE).type == "cuda"
@@ -111,15 +111,6 @@ def test_batches_already_on_the_device_ids_included_equal_batches_from_the_cpu(d
     context, jobs = on_device(h1, h2, all_on(train, DEVICE), all_on(test, DEVICE))
     assert_same_results(run(VectorizedExecutor(), context, jobs), from_cpu, jobs)
     assert_same_results(run(SequentialExecutor(), context, jobs), from_cpu, jobs)
-
-
-class FromDict(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch):
-        return self.model(batch["pixels"])
 
 
 Pixels = collections.namedtuple("Pixels", "values scale")
