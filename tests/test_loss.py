@@ -233,6 +233,21 @@ def test_bad_inputs_name_the_problem():
         BCBinaryCrossEntropyLoss(BinaryMLP(6, 4), h2, 0.5)(torch.randn(4, 6), torch.zeros(4, dtype=torch.long))
 
 
+@pytest.mark.parametrize("cls", MULTICLASS)
+def test_a_multiclass_loss_warns_that_it_cannot_use_a_discriminant_pivot(cls, recwarn):
+    h1, h2 = MLP(4, 3, 3), MLP(4, 3, 3)
+    build_loss(cls, h1, h2, 0.5, classes=3, discriminant_pivot=0.5)  # the default: nothing to say
+    assert not [w for w in recwarn if "discriminant_pivot" in str(w.message)]
+    with pytest.warns(UserWarning, match=f"discriminant_pivot=0.7 has no effect on {cls.__name__}"):
+        build_loss(cls, h1, h2, 0.5, classes=3, discriminant_pivot=0.7)
+
+
+@pytest.mark.parametrize("cls", BINARY)
+def test_a_binary_loss_takes_its_discriminant_pivot_without_a_warning(cls, recwarn):
+    cls(BinaryMLP(4, 3), BinaryMLP(4, 3), 0.5, discriminant_pivot=0.7)
+    assert not [w for w in recwarn if "discriminant_pivot" in str(w.message)]
+
+
 def test_discriminant_pivot_moves_the_support():
     p1 = torch.tensor([0.6, 0.6, 0.6, 0.6], dtype=torch.float64)
     p2 = torch.tensor([0.3, 0.4, 0.7, 0.2], dtype=torch.float64)

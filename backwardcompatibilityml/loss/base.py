@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Dict, Optional
 
 import torch
@@ -55,7 +56,9 @@ class CompatibilityLoss(nn.Module):
         Weight of the dissonance, finite and ``>= 0``.
     discriminant_pivot : float, optional
         Binary losses only: probability above which an instance is predicted
-        positive (default 0.5).
+        positive (default 0.5). A multi-class loss predicts the class of
+        largest probability and warns (``UserWarning``) when given another
+        value, which it cannot use.
     reduction : {"mean", "sum", "none"}
         How the per-instance losses ``l_i`` are reduced (default ``"mean"``).
 
@@ -89,6 +92,12 @@ class CompatibilityLoss(nn.Module):
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         check_scalar(discriminant_pivot, "discriminant_pivot", numbers.Real, min_val=0, max_val=1,
                      include_boundaries="neither")
+        if not self.binary and discriminant_pivot != 0.5:
+            warnings.warn(
+                f"discriminant_pivot={discriminant_pivot} has no effect on {type(self).__name__}: it applies to "
+                "binary losses only (a multi-class loss predicts the class of largest probability)",
+                UserWarning, stacklevel=2,
+            )
         # Stored outside the Module registry: the loss must not own h1's or h2's
         # parameters (an optimizer over loss.parameters() would otherwise train h1).
         self.__dict__["h1"] = h1
