@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 __all__ = [
     "require_mlflow", "MlflowRunContext", "current_run_context", "MlflowSweepTracker", "SweepTrackerFactory",
-    "metric_names", "configuration_params",
+    "metric_names", "configuration_params", "SWEEP_ID_TAG",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ MAX_PARAM_LENGTH = 500
 #: Batch limits of MLflow's ``log_batch`` (``mlflow.utils.validation``).
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+#: The run tag that holds the sweep's ``sweep_id`` (as in the status and ``sweep_summary.json``).
+SWEEP_ID_TAG = "backwardcompatibilityml.sweep_id"
 
 
 def require_mlflow() -> Any:
@@ -282,7 +284,10 @@ class SweepTrackerFactory:
         with self._lock:
             self._context = context
 
-    def __call__(self) -> MlflowSweepTracker:
+    def __call__(self, sweep_id: Optional[str] = None) -> MlflowSweepTracker:
+        """The tracker of one run of the sweep; ``sweep_id`` (the status's) becomes the run's tag
+        ``backwardcompatibilityml.sweep_id``, which links the MLflow run to the folder's summary."""
         with self._lock:
             context, self._context = self._context, None
-        return MlflowSweepTracker(self.run_name, configuration_params(self.params()), context=context)
+        tags = {SWEEP_ID_TAG: sweep_id} if sweep_id else None
+        return MlflowSweepTracker(self.run_name, configuration_params(self.params()), context=context, tags=tags)

@@ -370,6 +370,7 @@ def test_mlflow_run_is_written_and_read_back(tmp_path, monkeypatch):
     assert run.info.run_name == "bc-run" and run.info.status == "FINISHED"
     assert run.data.params["lambda_c_stepsize"] == "0.5" and run.data.params["number_of_epochs"] == "1"
     assert run.data.params["new_error_loss_class"].endswith("BCCrossEntropyLoss")
+    assert run.data.tags["backwardcompatibilityml.sweep_id"] == manager.get_sweep_status()["sweep_id"]
     history = client.get_metric_history(run.info.run_id, "strict_imitation_test_btc")
     assert [m.step for m in history] == [0, 1, 2]
     points = {p["datapoint_index"]: p for p in manager.get_sweep_summary()["data"]}

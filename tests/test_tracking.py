@@ -33,7 +33,10 @@ def store(tmp_path, monkeypatch):
     """A fresh sqlite tracking store; MLflow's global state is restored afterwards."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first, so that teardown removes what MLflow itself sets (mlflow.set_experiment
+        # writes MLFLOW_EXPERIMENT_ID); a bare delenv of an absent variable records nothing to undo.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setattr(_tracking_service.utils, "_tracking_uri", None)  # restored at teardown
     monkeypatch.setattr(fluent, "_active_experiment_id", None)

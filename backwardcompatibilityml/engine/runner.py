@@ -226,7 +226,7 @@ class SweepRunner:
             self.results.begin_sweep(self.config, sweep_id=self._sweep_id)
             self._write_summary(RUNNING)
             if self._tracker_factory is not None:
-                self._tracker = self._tracker_factory()
+                self._tracker = self._tracker_factory(self._sweep_id)
                 kept = self.results.summary_points()  # kept by a resume: one run holds them all
                 if kept:
                     values = self.config.lambda_c_values
