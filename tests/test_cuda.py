@@ -34,10 +34,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from backwardcompatibilityml.engine.config import SweepConfig
-from backwardcompatibilityml.engine.context import prepare
 from backwardcompatibilityml.engine.events import ExecutorNote
 from backwardcompatibilityml.engine.executors import SequentialExecutor
-from backwardcompatibilityml.engine.jobs import plan_jobs
 from backwardcompatibilityml.engine.vectorized import VectorizedExecutor
 from backwardcompatibilityml.engine.vmap_support import default_memory_budget
 from backwardcompatibilityml.loss import (
@@ -47,7 +45,9 @@ from backwardcompatibilityml.loss import (
 from backwardcompatibilityml.sweep_management import SweepManager
 from backwardcompatibilityml.training import train_compatible_model
 from conftest import MLP
-from test_vectorized import FromDict, assert_same_results, balanced_accuracy, cancer_setup, digits_setup, run
+from test_vectorized import (
+    FromDict, assert_same_results, balanced_accuracy, cancer_setup, context_of, digits_setup, run,
+)
 
 DEVICE = os.environ.get("BCML_TEST_DEVICE", "cuda")
 ON_CUDA = torch.device(DEVICE).type == "cuda"
@@ -56,19 +56,11 @@ pytestmark = pytest.mark.skipif(ON_CUDA and not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (BCML_TEST_DEVICE=cpu runs these tests on the CPU)")
 
 
-def on_device(h1, h2, train, test, *, optimizer=torch.optim.SGD, optimizer_kwargs=None, losses=None,
-              loss_kwargs=None, epochs=2, stepsize=0.5, metric=None):
-    """A prepared context and its jobs with both models moved to ``DEVICE`` (the batches stay where they are)."""
-    losses = losses or (BCCrossEntropyLoss, StrictImitationCrossEntropyLoss)
-    config = SweepConfig.from_arguments(
-        number_of_epochs=epochs, h1=h1.to(DEVICE), h2=h2.to(DEVICE), training_set=train, test_set=test,
-        batch_size_train=32, batch_size_test=25, OptimizerClass=optimizer,
-        optimizer_kwargs=optimizer_kwargs or {"lr": 0.05}, NewErrorLossClass=losses[0],
-        StrictImitationLossClass=losses[1], lambda_c_stepsize=stepsize, new_error_loss_kwargs=loss_kwargs,
-        strict_imitation_loss_kwargs=loss_kwargs, performance_metric=metric, device=DEVICE,
-    )
-    assert config.device.type == torch.device(DEVICE).type
-    return prepare(config), plan_jobs(config.lambda_c_values, config.families, config.seed)
+def on_device(*models_and_data, **kwargs):
+    """A prepared context and its jobs on ``DEVICE`` (``context_of`` of the CPU tests)."""
+    context, jobs = context_of(*models_and_data, device=DEVICE, **kwargs)
+    assert context.device.type == torch.device(DEVICE).type
+    return context, jobs
 
 
 def the_forward(sink) -> str:

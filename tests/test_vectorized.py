@@ -72,16 +72,20 @@ def cancer_setup(cancer_data, column=False):
 
 
 def context_of(h1, h2, train, test, *, optimizer=torch.optim.SGD, optimizer_kwargs=None, losses=None,
-               loss_kwargs=None, epochs=2, stepsize=0.5, metric=None):
-    """``loss_kwargs``: one dict for both families, or a pair (New Error's, Strict Imitation's)."""
+               loss_kwargs=None, epochs=2, stepsize=0.5, metric=None, device="cpu"):
+    """``loss_kwargs``: one dict for both families, or a pair (New Error's, Strict Imitation's).
+
+    ``device``: where the sweep trains; h1 and h2 are moved there (the batches stay where they are).
+    """
     losses = losses or (BCCrossEntropyLoss, StrictImitationCrossEntropyLoss)
     kwargs = loss_kwargs if isinstance(loss_kwargs, tuple) else (loss_kwargs, loss_kwargs)
     config = SweepConfig.from_arguments(
-        number_of_epochs=epochs, h1=h1, h2=h2, training_set=train, test_set=test,
+        number_of_epochs=epochs, h1=h1.to(device), h2=h2.to(device), training_set=train, test_set=test,
         batch_size_train=32, batch_size_test=25, OptimizerClass=optimizer,
         optimizer_kwargs=optimizer_kwargs or {"lr": 0.05},
         NewErrorLossClass=losses[0], StrictImitationLossClass=losses[1], lambda_c_stepsize=stepsize,
         new_error_loss_kwargs=kwargs[0], strict_imitation_loss_kwargs=kwargs[1], performance_metric=metric,
+        device=device,
     )
     return prepare(config), plan_jobs(config.lambda_c_values, config.families, config.seed)
 

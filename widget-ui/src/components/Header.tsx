@@ -23,7 +23,7 @@ export function statusText(
   disconnected = false,
 ): string {
   if (!status) return disconnected ? "Not connected to the widget server." : "Connecting to the widget server…";
-  const points = `${status.completed_points} of ${status.total_points} points`;
+  const points = pointsText(status);
   switch (status.state) {
     case "idle":
       return "No sweep yet. Start a sweep to train h2 for each lambda_c.";
@@ -67,8 +67,12 @@ export function statusAnnouncement(
   families: readonly FamilyInfo[] = [],
   disconnected = false,
 ): string {
-  if (status?.state === "running") return `Running: ${status.completed_points} of ${status.total_points} points`;
+  if (status?.state === "running") return `Running: ${pointsText(status)}`;
   return statusText(status, families, disconnected);
+}
+
+function pointsText(status: SweepStatus): string {
+  return `${status.completed_points} of ${status.total_points} points`;
 }
 
 /**
