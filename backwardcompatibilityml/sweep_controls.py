@@ -10,11 +10,12 @@ runner: it cannot start, and reports that nothing runs.
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 from .engine.errors import ReadOnlySweepError
 from .engine.runner import SweepRunner
-from .validation import check_bool
+from .validation import check_bool, check_scalar
 
 __all__ = ["SweepControls"]
 
@@ -76,7 +77,13 @@ class SweepControls:
         -------
         bool
             True if a sweep was running and has been asked to stop.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``wait`` is not a number ``>= 0``.
         """
+        wait = check_scalar(wait, "wait", numbers.Real, min_val=0)
         return self._runner is not None and self._runner.cancel(wait)
 
     @property
@@ -94,7 +101,14 @@ class SweepControls:
 
         For a background sweep this joins its thread, so that nothing of the
         sweep is still running when it returns True.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``timeout`` is neither None nor a number ``>= 0``.
         """
+        if timeout is not None:
+            timeout = check_scalar(timeout, "timeout", numbers.Real, min_val=0)
         return True if self._runner is None else self._runner.wait(timeout)
 
     @property

@@ -192,6 +192,20 @@ def test_every_run_has_its_own_sweep_id_in_the_status_and_the_summary(tmp_path):
     assert SweepManager.open_folder(str(folder)).get_sweep_status()["sweep_id"] is None, "a damaged id is no id"
 
 
+@pytest.mark.parametrize("call, error, words", [
+    (lambda m: m.cancel_sweep(wait="10"), TypeError, "wait must be of type real number"),
+    (lambda m: m.cancel_sweep(wait=-1), ValueError, "wait must be >= 0"),
+    (lambda m: m.cancel_sweep(wait=float("nan")), ValueError, "wait must be a finite number"),
+    (lambda m: m.wait(timeout="5"), TypeError, "timeout must be of type real number"),
+    (lambda m: m.wait(timeout=-0.5), ValueError, "timeout must be >= 0"),
+])
+def test_cancel_and_wait_name_a_wrong_argument_even_when_nothing_runs(tmp_path, call, error, words):
+    manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=1.0)
+    with pytest.raises(error, match=words):
+        call(manager)
+    assert manager.cancel_sweep(wait=0) is False and manager.wait(timeout=0) is True and manager.wait() is True
+
+
 def test_progress_bar_from_python_can_be_turned_off(tmp_path, capsys):
     manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=1.0, executor="sequential")
     manager.start_sweep_synchronous(progress_bar=False)
