@@ -35,7 +35,7 @@ from .outputs import inference, is_binary_output, validate_output
 from .training import step_needs_closure
 from .validation import check_loss_class
 
-__all__ = ["preflight", "LossSpec", "loss_specs_of_families", "check_model_devices"]
+__all__ = ["preflight", "LossSpec", "loss_specs_of_families", "check_model_devices", "check_discriminant_pivots"]
 
 # The SweepManager's argument names of the seed's two families.
 _FAMILY_ARGUMENTS = {
@@ -74,6 +74,29 @@ def _spec_of_family(family: Any, index: int) -> LossSpec:
     )
     suggestion = 1 if family.name == "strict-imitation" else 0
     return LossSpec(argument, family.loss_class, dict(family.loss_kwargs), kwargs_argument, suggestion)
+
+
+def check_discriminant_pivots(specs: Sequence[LossSpec]) -> None:
+    """Raise ``ValueError`` if binary losses of a sweep ask for different ``discriminant_pivot`` values.
+
+    A binary model's probabilities become labels at one threshold, and a
+    sweep compares h1's labels with every h2's: with a pivot per family,
+    the second family's BTC and BEC would compare h1 at one threshold with
+    h2 at another. The pivot has no effect on multi-class losses (they warn
+    when given one), so they may differ there; a loss class that does not
+    say whether it is binary (no ``binary`` attribute) counts as binary.
+    """
+    pivots = [(spec, float(spec.loss_kwargs.get("discriminant_pivot", 0.5))) for spec in specs]
+    if len({pivot for _spec, pivot in pivots}) < 2:
+        return
+    if all(getattr(spec.loss_class, "binary", True) is False for spec in specs):
+        return
+    (first, first_pivot), (other, other_pivot) = pivots[0], next(p for p in pivots if p[1] != pivots[0][1])
+    raise ValueError(
+        f"{other.kwargs_argument}['discriminant_pivot'] is {other_pivot:g} but "
+        f"{first.kwargs_argument}['discriminant_pivot'] is {first_pivot:g}: a sweep turns h1's and every h2's "
+        "probabilities into labels at one threshold, so every loss family must use the same discriminant_pivot"
+    )
 
 
 def check_model_devices(model: Any, name: str) -> None:
@@ -115,7 +138,8 @@ def preflight(
     ids; h1 and h2 take its inputs and return one row per instance, without
     NaN; its labels are class indices that h1's and h2's outputs can score;
     each loss class is built with its keyword arguments and computes a finite
-    loss on the training set's first batch (forward only); the optimizer is
+    loss on the training set's first batch (forward only), and binary losses
+    share one ``discriminant_pivot`` (:func:`check_discriminant_pivots`); the optimizer is
     built with its keyword arguments on a stand-in of h2's parameters and
     takes one step there. h1, h2 and the random number generators are left as
     they were.
@@ -162,6 +186,7 @@ def preflight(
         ids, inputs, targets, h1_output = batches["training_set"]
         for spec in specs:
             _dry_run_loss(spec, h1, h2, inputs, targets, h1_output)
+        check_discriminant_pivots(specs)
         _dry_run_optimizer(h2, optimizer_class, dict(optimizer_kwargs or {}))
     for name, callback in (instance_callbacks or {}).items():
         if callback is not None:

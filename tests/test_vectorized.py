@@ -164,6 +164,39 @@ def test_binary_losses_and_a_custom_metric_equal_sequential(cancer_data, column)
     assert len(performances) > 1, "each member is measured by itself"
 
 
+def test_binary_families_with_different_discriminant_pivots_are_refused(cancer_data):
+    """One threshold turns h1's and every h2's probabilities into labels; a pivot per family is an error."""
+    with pytest.raises(ValueError, match=r"strict_imitation_loss_kwargs\['discriminant_pivot'\] is 0\.9 but "
+                                         r"new_error_loss_kwargs\['discriminant_pivot'\] is 0\.5"):
+        context_of(*cancer_setup(cancer_data), losses=(BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss),
+                   loss_kwargs=({}, {"discriminant_pivot": 0.9}))
+    # Equal pivots, one given and one by default, are one threshold.
+    context_of(*cancer_setup(cancer_data), losses=(BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss),
+               loss_kwargs=({"discriminant_pivot": 0.5}, {}))
+
+
+def test_a_context_built_by_hand_with_two_binary_pivots_falls_back(cancer_data):
+    import dataclasses
+
+    context, jobs = context_of(*cancer_setup(cancer_data), losses=(BCBinaryCrossEntropyLoss,
+                                                                   StrictImitationBinaryCrossEntropyLoss))
+    families = (context.families[0], dataclasses.replace(context.families[1], loss_kwargs={"discriminant_pivot": 0.9}))
+    assert "different discriminant pivots" in VectorizedExecutor().applies(dataclasses.replace(context, families=families))
+
+
+def test_multiclass_families_with_different_unused_pivots_still_stack(digits_data):
+    """The pivot has no effect on multi-class losses (they warn): it does not send the sweep to sequential."""
+    with pytest.warns(UserWarning, match="discriminant_pivot=0.9 has no effect"):
+        context, jobs = context_of(*digits_setup(digits_data), stepsize=1.0, epochs=1,
+                                   loss_kwargs=({}, {"discriminant_pivot": 0.9}))
+        assert VectorizedExecutor().applies(context) is None
+        vectorized = run(VectorizedExecutor(), context, jobs)
+        sequential = run(SequentialExecutor(), context, jobs)
+    assert [note.executor for note in vectorized.of(ExecutorNote)] == ["vectorized"]
+    assert [len(e.jobs) for e in vectorized.of(JobStarted)] == [len(jobs)]
+    assert_same_results(vectorized, sequential, jobs)
+
+
 def test_weights_equal_train_compatible_model_job_by_job(digits_data):
     """The reference is training.py itself, one job at a time from the job's seed."""
     h1, h2, train, test = digits_setup(digits_data)

@@ -130,13 +130,13 @@ class VectorizedExecutor:
         reason = optimizer_reason(context.optimizer_class) or model_reason(context.h2) or loss_reason(
             context.families, context.h1, context.h2)
         activation = 0
-        if reason is None:
-            pivots = {family.discriminant_pivot for family in context.families}
-            if len(pivots) > 1:
-                reason = "the families use different discriminant pivots"
         fused = False
         if reason is None:
             binary = family_losses(context.families[:1], context.h1, context.h2)[context.families[0].name].binary
+            if binary and len({family.discriminant_pivot for family in context.families}) > 1:
+                # A sweep's checks refuse this (preflight); a context built by hand may still hold it.
+                reason = "the families use different discriminant pivots"
+        if reason is None:
             # The probes shuffle (a loader's first batch) and draw weights: the caller's random state is kept.
             with kept_random_state(context.device):
                 batch = first_batch(context.training_set, context.device)  # one pass started serves both probes
