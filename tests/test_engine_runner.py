@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import threading
 
 import pytest
 import torch
@@ -42,6 +43,100 @@ class RecordingExecutor(SequentialExecutor):
                 sink.put(event)
 
         super().run(jobs, context, Tap(), should_stop)
+
+
+class ThreadedExecutor(SequentialExecutor):
+    """Trains the jobs in a worker thread of its own and puts every event from there; ``run`` only joins it.
+
+    Before its second job the worker sets ``first_done`` and waits for
+    ``gate``: the sweep is read at that point, deterministically.
+    """
+
+    name = "threaded"
+
+    def __init__(self):
+        self.first_done = threading.Event()
+        self.gate = threading.Event()
+        self.putting_threads = set()
+
+    def run(self, jobs, context, sink, should_stop):
+        executor, errors = self, []
+
+        class FromWorker:
+            def put(self, event):
+                executor.putting_threads.add(threading.current_thread().name)
+                sink.put(event)
+
+        def work():
+            try:
+                for index, job in enumerate(jobs):
+                    if index == 1:
+                        executor.first_done.set()
+                        assert executor.gate.wait(60), "the test never opened the gate"
+                    SequentialExecutor.run(executor, [job], context, FromWorker(), should_stop)
+            except BaseException as error:  # handed to run(), as an executor must
+                errors.append(error)
+            finally:
+                executor.first_done.set()
+
+        worker = threading.Thread(target=work, name="executor-worker")
+        worker.start()
+        worker.join()
+        if errors:
+            raise errors[0]
+
+
+def summary_on_disk(folder):
+    with open(os.path.join(folder, "sweep_summary.json")) as f:
+        return json.load(f)
+
+
+def test_events_put_from_an_executors_own_thread_are_stored_as_they_arrive(tmp_path):
+    folder = str(tmp_path / "s")
+    executor = ThreadedExecutor()
+    manager = build_manager(folder, epochs=1, stepsize=0.5, executor=executor)
+    manager.start_sweep()
+    try:
+        assert executor.first_done.wait(60)
+        # run() is still blocked in join(): the first job's result was stored from the worker's put.
+        status = manager.get_sweep_status()
+        assert status["state"] == "running" and status["completed_points"] == 2
+        assert len(summary_on_disk(folder)["data"]) == 2
+        assert len(glob.glob(os.path.join(folder, "*.state"))) == 1
+    finally:
+        executor.gate.set()
+    assert manager.wait(120)
+    assert manager.get_sweep_status()["state"] == "completed"
+    assert len(summary_on_disk(folder)["data"]) == 12
+    assert executor.putting_threads == {"executor-worker"}
+
+
+def test_a_result_that_cannot_be_stored_from_an_executor_thread_fails_the_sweep_and_keeps_the_others(
+        tmp_path, monkeypatch, caplog):
+    from backwardcompatibilityml.store import SweepStore
+
+    folder = str(tmp_path / "s")
+    executor = ThreadedExecutor()
+    executor.gate.set()
+    manager = build_manager(folder, epochs=1, stepsize=0.5, executor=executor)
+    save = SweepStore.save_model_state
+    calls = []
+
+    def second_save_fails(self, *args, **kwargs):
+        calls.append(args[:2])
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(SweepStore, "save_model_state", second_save_fails)
+    with caplog.at_level(logging.ERROR, logger="backwardcompatibilityml.sweep_management"):
+        manager.start_sweep_synchronous(progress_bar=False)
+    status = manager.get_sweep_status()
+    assert status["state"] == "failed" and "No space left on device" in status["error"]
+    assert isinstance(manager.last_exception, OSError)
+    assert len(calls) == 2, "the executor was asked to stop: no job ran after the failure"
+    assert status["completed_points"] == 2 and len(summary_on_disk(folder)["data"]) == 2
+    assert "handling JobFinished from an executor thread failed" in caplog.text
 
 
 def test_jobs_are_plain_picklable_data_in_the_seed_order():

@@ -1,9 +1,13 @@
-"""What executors report while they run, on one thread-safe queue the runner consumes.
+"""What executors report while they run, on the thread-safe sink the runner consumes.
 
-An executor in the runner's thread, in a stacked model or in another process
-reports the same way: it puts these events on an :class:`EventQueue`. The
-runner is the only consumer; it persists each :class:`JobFinished` as it
-arrives and updates the status from the others.
+An executor in the runner's thread, in a stacked model, in threads of its
+own or in other processes reports the same way: it puts these events on the
+sink its ``run`` is given (``sink.put(event)``, from any thread). The runner
+is the only consumer: it handles each event as it is put, one at a time,
+persisting each :class:`JobFinished` as it arrives and updating the status
+from the others. :class:`EventQueue` is a plain FIFO for executors that
+collect events from their workers (processes, a cluster) before putting
+them on the sink.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Optional, Protocol, Tuple, Union
 from .jobs import JobResult, TrainingJob
 
 __all__ = [
-    "JobStarted", "StepDone", "BatchDone", "JobFinished", "JobFailed", "ExecutorNote", "ExecutorDone",
+    "JobStarted", "StepDone", "BatchDone", "JobFinished", "JobFailed", "ExecutorNote",
     "Event", "EventSink", "EventQueue",
 ]
 
@@ -66,14 +70,7 @@ class ExecutorNote:
     executor: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class ExecutorDone:
-    """The executor has returned (put by the runner's worker, not by executors)."""
-
-    error: Optional[BaseException] = None
-
-
-Event = Union[JobStarted, StepDone, BatchDone, JobFinished, JobFailed, ExecutorNote, ExecutorDone]
+Event = Union[JobStarted, StepDone, BatchDone, JobFinished, JobFailed, ExecutorNote]
 
 
 class EventSink(Protocol):
@@ -83,7 +80,7 @@ class EventSink(Protocol):
 
 
 class EventQueue:
-    """An unbounded thread-safe FIFO of events (one consumer: the runner)."""
+    """An unbounded thread-safe FIFO of events, for an executor that gathers its workers' events."""
 
     def __init__(self) -> None:
         self._queue: "queue.SimpleQueue[Event]" = queue.SimpleQueue()

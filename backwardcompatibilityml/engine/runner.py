@@ -22,7 +22,7 @@ from ..training import TrainingCancelled
 from .config import SweepConfig
 from .context import PreparedContext, prepare
 from .errors import SweepAlreadyRunningError, public_error_message
-from .events import BatchDone, Event, EventQueue, ExecutorNote, JobFailed, JobFinished, StepDone
+from .events import BatchDone, Event, ExecutorNote, JobFailed, JobFinished, StepDone
 from .families import DATASETS
 from .executors import Executor
 from .jobs import JobResult, TrainingJob
@@ -55,30 +55,50 @@ def _stop_background_sweeps() -> None:
 atexit.register(_stop_background_sweeps)
 
 
-class _InlineSink:
-    """The executors' event sink: a thread-safe queue drained by the runner's thread.
+class _RunnerSink:
+    """The executors' event sink: every event is handled as it is put, from any thread, one at a time.
 
-    Events put from the runner's own thread are handled at once (so results
-    are stored as they arrive even when the executor runs in that thread);
-    events from other threads wait in the queue until the runner's thread
-    drains it.
+    An executor may put events from the runner's thread (as the sequential
+    and vectorized executors do) or from threads of its own while its
+    ``run`` waits for them; either way each result is stored as it arrives,
+    under one lock, so events never interleave. An error while handling an
+    event put from another thread is not raised into that thread (an
+    executor's worker would die of it, or swallow it): it is kept in
+    :attr:`error`, ``on_error`` asks the executor to stop, and the runner
+    fails the sweep with it once ``run`` has returned. Events put after
+    :meth:`close` (an executor that left a thread running) are logged and
+    dropped.
     """
 
-    def __init__(self, handle: Callable[[Event], None]) -> None:
-        self._queue = EventQueue()
+    def __init__(self, handle: Callable[[Event], None], on_error: Callable[[], None]) -> None:
         self._handle = handle
+        self._on_error = on_error
         self._owner = threading.current_thread()
+        self._lock = threading.Lock()
+        self._closed = False
+        #: The first error raised while handling an event put from another thread.
+        self.error: Optional[BaseException] = None
 
     def put(self, event: Event) -> None:
-        if threading.current_thread() is self._owner:
-            self.drain()  # what other threads put before it comes first
-            self._handle(event)
-        else:
-            self._queue.put(event)
+        with self._lock:
+            if self._closed:
+                logger.warning("an event arrived after the executor returned and is dropped: %r", event)
+                return
+            if threading.current_thread() is self._owner:
+                self._handle(event)
+                return
+            try:
+                self._handle(event)
+            except Exception as error:
+                logger.error("handling %s from an executor thread failed", type(event).__name__, exc_info=True)
+                if self.error is None:
+                    self.error = error
+                    self._on_error()
 
-    def drain(self) -> None:
-        for event in self._queue.drain():
-            self._handle(event)
+    def close(self) -> None:
+        """Stop handling events (called once the executor's ``run`` has returned)."""
+        with self._lock:
+            self._closed = True
 
 
 class SweepRunner:
@@ -239,11 +259,16 @@ class SweepRunner:
             self.progress.plan(total_jobs - len(jobs), len(jobs), units, executor.name)
             if progress_bar and jobs:
                 self._bar = _progress_bar(len(jobs) * units, total_jobs, len(jobs))
-            sink = _InlineSink(lambda event: self._handle(event, context))
+            sink = _RunnerSink(lambda event: self._handle(event, context), on_error=self._cancel.set)
             try:
                 executor.run(jobs, context, sink, self.should_stop)
+            except TrainingCancelled:
+                if sink.error is None:
+                    raise
             finally:
-                sink.drain()
+                sink.close()
+            if sink.error is not None:  # storing a result put from an executor's thread failed
+                raise sink.error
             state = COMPLETED
         except TrainingCancelled:
             state = CANCELLED
