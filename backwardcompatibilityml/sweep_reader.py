@@ -163,13 +163,16 @@ class SweepReader:
         ``h1_performance`` is h1's performance on the test set; each entry of
         ``data`` carries h1's performance on its own dataset too, its
         ``family`` and ``dataset``, and the seed's booleans (``new-error``,
-        ``strict-imitation``, ``training``, ``testing``).
+        ``strict-imitation``, ``training``, ``testing``). The summary and its
+        points are the caller's own copies.
         """
         self._follow_folder()
         return self._records.summary()
 
     def get_evaluation(self, datapoint_index: int) -> Dict[str, Any]:
         """The seed's full evaluation record of a datapoint, built on demand from its stored columns.
+
+        A new dict at every call, the caller's own.
 
         Raises
         ------

@@ -139,6 +139,32 @@ def test_a_result_that_cannot_be_stored_from_an_executor_thread_fails_the_sweep_
     assert "handling JobFinished from an executor thread failed" in caplog.text
 
 
+def test_what_readers_are_given_is_their_own_and_changing_it_changes_nothing_stored(tmp_path):
+    """A notebook that edits a summary point or a record mid-sweep must not alter results or fail the sweep."""
+    import numpy as np
+
+    folder = str(tmp_path / "s")
+    executor = ThreadedExecutor()
+    manager = build_manager(folder, epochs=1, stepsize=0.5, executor=executor)
+    manager.start_sweep()
+    try:
+        assert executor.first_done.wait(60)
+        first = manager.get_sweep_summary()["data"][0]
+        original = dict(first)
+        first["performance"] = np.float32(first["performance"] * 100)  # not even JSON-serialisable
+        record = manager.get_evaluation(first["datapoint_index"])
+        btc = record["btc"]
+        record["btc"] = -1.0
+        assert manager.get_sweep_summary()["data"][0] == original
+        assert manager.get_evaluation(first["datapoint_index"])["btc"] == btc
+    finally:
+        executor.gate.set()
+    assert manager.wait(120)
+    assert manager.get_sweep_status()["state"] == "completed"
+    stored = summary_on_disk(folder)["data"][0]
+    assert stored["performance"] == original["performance"] and len(summary_on_disk(folder)["data"]) == 12
+
+
 def test_jobs_are_plain_picklable_data_in_the_seed_order():
     families = seed_families(BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, {}, {})
     jobs = plan_jobs([0.0, 0.5, 1.0], families, seed=3)

@@ -125,7 +125,8 @@ def test_every_view_of_the_demo_equals_the_json_era_record(demo, demo_h1):
         old = RecordView(record)
         assert_same_views(view, old, class_value=3)
         full = manager.get_evaluation(index)
-        assert full is manager.get_evaluation(index)  # the same object while unchanged
+        again = manager.get_evaluation(index)
+        assert full is not again and full == again  # the caller's own dict
         for key, value in record.items():
             assert full[key] == value, key
         compact = view.compact()
@@ -244,7 +245,10 @@ def test_views_are_cached_and_follow_a_rewritten_file(tmp_path):
     synthetic_view(tmp_path, np.arange(4), truth, truth, [1, 1, 2, 0])
     files = ResultFiles(SweepStore(tmp_path))
     first = files.view(1)
-    assert files.view(1) is first and files.record(1) is files.record(1)
+    assert files.view(1) is first
+    record = files.record(1)
+    record["btc"] = -1.0  # the caller's own dict: the next reader gets a new one
+    assert files.record(1) is not record and files.record(1)["btc"] != -1.0
     assert first.compact()["error_counts"] == {"h1": 0, "h2": 1}
     synthetic_view(tmp_path, np.arange(4), truth, truth, [1, 2, 2, 0])  # a new sweep rewrites datapoint 1
     second = files.view(1)

@@ -174,6 +174,8 @@ def sweep_arguments():
     ({"training_set": "numpy"}, TypeError, "training_set yields numpy arrays"),
     ({"lambda_c_stepsize": float("nan")}, ValueError, "lambda_c_stepsize must be a finite number"),
     ({"seed": 1.5}, TypeError, "seed must be of type int"),
+    ({"seed": 2 ** 64}, ValueError, r"seed must lie in \[-9223372036854775808, 18446744073709551615\], got 1844"),
+    ({"seed": -2 ** 63 - 1}, ValueError, r"seed must lie in \[-9223372036854775808, .*got -9223372036854775809"),
 ])
 def test_sweep_manager_refuses_bad_arguments_at_construction(tmp_path, monkeypatch, sweep_arguments, change, error,
                                                             words):

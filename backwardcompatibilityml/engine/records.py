@@ -115,14 +115,19 @@ class SweepRecords:
 
     # -- the read side ---------------------------------------------------------------
     def summary_points(self) -> List[Dict[str, Any]]:
-        """The stored points, by index."""
+        """The stored points, by index (copies: the caller may change them)."""
         with self._lock:
-            return [self.points[i] for i in sorted(self.points)]
+            return [dict(self.points[i]) for i in sorted(self.points)]
 
     def summary(self) -> Dict[str, Any]:
-        """``{h1_performance, performance_metric, families, datapoint_layout, data}``."""
+        """``{h1_performance, performance_metric, families, datapoint_layout, data}``.
+
+        The points are copies: a caller that changes them (a notebook scaling
+        ``performance``) changes neither the stored summary nor what later
+        readers and the running sweep's next summary see.
+        """
         with self._lock:
-            points = [self.points[i] for i in sorted(self.points)]
+            points = [dict(self.points[i]) for i in sorted(self.points)]
             extra = dict(self.extra)
         h1_test = next((p["h1_performance"] for p in points if p.get("testing")), extra.get("h1_performance"))
         return {

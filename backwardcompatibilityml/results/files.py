@@ -11,6 +11,7 @@ per datapoint in small LRU caches, checked against the file on every access
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -32,12 +33,11 @@ from .record_view import RecordView
 from .views import BaseView
 from .writer import datapoint_point, ensure_reference, write_result
 
-__all__ = ["ResultFiles", "CorruptDatapointError", "VIEW_CACHE_SIZE", "RECORD_CACHE_SIZE"]
+__all__ = ["ResultFiles", "CorruptDatapointError", "VIEW_CACHE_SIZE"]
 
 logger = logging.getLogger(__name__)
 
 VIEW_CACHE_SIZE = 8
-RECORD_CACHE_SIZE = 2
 
 
 class _Lru:
@@ -105,7 +105,6 @@ class ResultFiles:
         self.store = store
         self.get_instance_metadata = get_instance_metadata or default_instance_metadata
         self._views = _Lru(VIEW_CACHE_SIZE)
-        self._records = _Lru(RECORD_CACHE_SIZE)
         self._references = _Lru(4)
         self._alignment: Dict[str, Optional[np.ndarray]] = {}
         self._performance_metric: Optional[str] = None
@@ -128,7 +127,6 @@ class ResultFiles:
     def forget(self) -> None:
         """Drop every cached view, record and reference (a new sweep starts)."""
         self._views.clear()
-        self._records.clear()
         self._references.clear()
         self._alignment = {}
 
@@ -273,8 +271,8 @@ class ResultFiles:
     def record(self, datapoint_index: int) -> Dict[str, Any]:
         """The seed's full evaluation record of a datapoint, built on demand.
 
-        The same dict object is returned while the datapoint is unchanged and
-        cached (the last few records are kept).
+        Every call returns a new dict, the caller's own: changing it changes
+        nothing stored, cached or seen by other readers.
 
         Raises
         ------
@@ -284,12 +282,9 @@ class ResultFiles:
             If it is stored but its files cannot be read.
         """
         view = self.view(datapoint_index)
-        if isinstance(view, RecordView):
-            return view.record()
-        found = self._records.get(int(datapoint_index), view)
-        if found is None:
-            found = self._records.put(int(datapoint_index), view, view.record())
-        return found
+        if isinstance(view, RecordView):  # a folder of the JSON era: the view holds the stored record
+            return copy.deepcopy(view.record())
+        return view.record()
 
     def dataframe(self, datapoint_index: int) -> Any:
         """A pandas DataFrame of a datapoint's per-instance columns.

@@ -1,10 +1,11 @@
 """The REST layer of the compatibility analysis widget (``/api/v1``).
 
 Thin: every answer is computed from the SweepManager's status, summary and
-stored evaluation records (see ``docs/api.md``). Compact views and instance
-indexes are derived with numpy and cached per datapoint by the identity of the
-record object (``SweepManager.get_evaluation`` returns the same dict while the
-datapoint is unchanged).
+stored datapoints (see ``docs/api.md``). Compact views and instance indexes
+come from ``SweepManager.get_evaluation_view`` (computed from the columns
+with numpy and cached by the manager); for a manager with
+``get_evaluation`` only, they are derived from its records and cached per
+datapoint while it returns the same record object.
 
 Security: every ``/api/v1`` route and the standalone page ``/`` require the
 per-app token (header ``X-BCML-Token``; the query parameter ``token`` only on
@@ -75,8 +76,7 @@ _CSV_PREFETCH_CHARS = 8 * 1024 * 1024
 # Status fields that stay in Python (SweepManager.get_sweep_status()) and are
 # never sent over HTTP.
 _PRIVATE_STATUS_KEYS = ("error_traceback",)
-# Views hold their record: no more of them than the SweepManager keeps records
-# (its RECORD_CACHE_SIZE), so the API does not undo its memory bound.
+# Record views of a manager without get_evaluation_view (each holds its record).
 _CACHE_SIZE = 8
 
 _STATUS_MESSAGES = {
@@ -408,7 +408,7 @@ def register_api(app: Flask, sweep_manager: Any, token: Optional[str] = None,
     app.config[ALLOWED_HOSTS_CONFIG_KEY] = allowed_names
     if standalone_page and any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         standalone_page = False  # the app has its own page at "/": leave it alone
-    cache = _ViewCache(max(2, int(getattr(sweep_manager, "RECORD_CACHE_SIZE", _CACHE_SIZE))))
+    cache = _ViewCache(_CACHE_SIZE)
     protected = {"/"} if standalone_page else set()
 
     def guarded() -> bool:
