@@ -164,7 +164,7 @@ def test_threaded_sweep_streams_and_completes(tmp_path):
     with pytest.raises(KeyError):
         manager.get_evaluation(20)
     record = manager.get_evaluation(5)
-    assert record is manager.get_evaluation(5)
+    assert record == manager.get_evaluation(5) and record is not manager.get_evaluation(5), "the caller's own"
     for k, v in manager.h1.state_dict().items():
         assert torch.equal(v, h1_before[k]), "h1 is never modified"
     for k, v in manager.h2.state_dict().items():
@@ -625,3 +625,85 @@ def test_interpreter_exit_during_a_background_sweep_is_clean(tmp_path):
         assert summary["state"] == "cancelled", "the exit cancels the sweep"
         assert [p["datapoint_index"] for p in summary["data"]] == list(range(2 * run)), \
             "the exit keeps exactly the finished jobs' points"
+
+
+class StopsAfterFirstJob:
+    """The sequential executor, asked to stop once its first job is stored: a partial sweep, deterministically."""
+
+    name = "sequential"
+
+    def applies(self, context):
+        return None
+
+    def run(self, jobs, context, sink, should_stop):
+        from backwardcompatibilityml.engine import JobFinished, SequentialExecutor
+
+        stored = []
+
+        class Tap:
+            def put(self, event):
+                sink.put(event)
+                if isinstance(event, JobFinished):
+                    stored.append(event)
+
+        SequentialExecutor().run(jobs, context, Tap(), lambda: bool(stored) or should_stop())
+
+
+def manager_with_test_set(folder, test, executor="sequential"):
+    from backwardcompatibilityml.loss import BCCrossEntropyLoss, StrictImitationCrossEntropyLoss
+    from conftest import train_plain
+    from sweep_setup import digits_sets
+
+    torch.manual_seed(0)
+    train, _ = digits_sets()
+    h1 = train_plain(MLP(64, 6, 10), train, epochs=2)
+    return SweepManager(folder, 1, h1, MLP(64, 24, 10), train, test, 24, 40, torch.optim.SGD, {"lr": 0.05},
+                        BCCrossEntropyLoss, StrictImitationCrossEntropyLoss, lambda_c_stepsize=0.5,
+                        executor=executor)
+
+
+@pytest.mark.parametrize("change, words", [
+    ("labels", "the testing set has other labels"),
+    ("instances", "the testing set holds other instances (ids)"),
+    ("inputs", "the testing set has other inputs (h1 predicts otherwise)"),
+    (None, None),
+])
+def test_a_resume_on_changed_data_of_the_same_size_starts_over_and_sets_the_old_results_aside(
+        tmp_path, caplog, change, words):
+    """The fingerprint holds the datasets' sizes only: kept points must not be shown against other data."""
+    from backwardcompatibilityml.results.columns import read_columns
+    from sweep_setup import digits_sets
+
+    folder = tmp_path / "s"
+    _, test = digits_sets()
+    partial = manager_with_test_set(folder, test, executor=StopsAfterFirstJob())
+    partial.start_sweep_synchronous(progress_bar=False)
+    assert partial.get_sweep_status()["state"] == "cancelled" and len(partial.get_sweep_summary()["data"]) == 2
+    mtimes = {i: os.stat(folder / f"{i}-evaluation.json").st_mtime_ns for i in (0, 1)}
+    if change == "labels":
+        test = [(ids, x, (y + 1) % 10 if k == 0 else y) for k, (ids, x, y) in enumerate(test)]
+    elif change == "instances":
+        _, test = digits_sets(n_train=400)  # 80 other digits, ids 400..479: the same batches and size
+    elif change == "inputs":
+        test = [(ids, 1.0 - x, y) for ids, x, y in test]
+    resumed = manager_with_test_set(folder, test)
+    with caplog.at_level(logging.INFO, logger="backwardcompatibilityml.sweep_management"):
+        resumed.start_sweep_synchronous(progress_bar=False)
+    status = resumed.get_sweep_status()
+    assert status["state"] == "completed" and status["completed_points"] == 12
+    assert "resuming" in caplog.text, "the same configuration: a resume is tried"
+    stored = read_columns(str(folder / "testing-reference.arrow"))
+    new_ids = torch.cat([ids for ids, _, _ in test]).numpy()
+    new_labels = torch.cat([y for _, _, y in test]).numpy()
+    order = {int(i): k for k, i in enumerate(new_ids)}
+    assert sorted(stored["instance_id"].tolist()) == sorted(new_ids.tolist())
+    assert stored["ground_truth"].tolist() == [int(new_labels[order[int(i)]]) for i in stored["instance_id"]]
+    previous = folder / "previous"
+    if change is None:
+        assert all(os.stat(folder / f"{i}-evaluation.json").st_mtime_ns == m for i, m in mtimes.items())
+        assert not previous.exists() or not any(previous.iterdir())
+        return
+    assert f"from scratch ({words}" in caplog.text
+    assert any(os.stat(folder / f"{i}-evaluation.json").st_mtime_ns != m for i, m in mtimes.items())
+    kept = [path for path in previous.iterdir() if path.is_dir()]
+    assert len(kept) == 1 and len(SweepManager.open_folder(kept[0]).get_sweep_summary()["data"]) == 2

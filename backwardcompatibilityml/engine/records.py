@@ -90,6 +90,13 @@ class SweepRecords:
             if executor is not None:
                 self.extra["executor"] = executor
 
+    def stale_reason(self, context: PreparedContext) -> Optional[str]:
+        """Why the kept points were made on other data than ``context``'s (a resume), or None."""
+        with self._lock:
+            if not self.points:
+                return None
+        return self.files.reference_difference(context.references)
+
     def set_references(self, context: PreparedContext) -> None:
         """Store h1's columns of each dataset (once per sweep)."""
         self.files.write_references(context.references)

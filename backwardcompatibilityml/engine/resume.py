@@ -15,7 +15,7 @@ from typing import Any, List
 from .config import SweepConfig
 from .jobs import TrainingJob, plan_jobs
 
-__all__ = ["jobs_to_run"]
+__all__ = ["jobs_to_run", "start_clean"]
 
 logger = logging.getLogger("backwardcompatibilityml.sweep_management")
 
@@ -63,11 +63,19 @@ def jobs_to_run(config: SweepConfig, store: Any, results: Any) -> List[TrainingJ
         )
     else:
         reason = "the folder holds no finished results"
+    return start_clean(config, store, results, reason)
+
+
+def start_clean(config: SweepConfig, store: Any, results: Any, reason: str) -> List[TrainingJob]:
+    """Set the folder's results aside (``previous/<UTC time>/``), forget them, and return every job.
+
+    Call it only while holding the folder's lock. ``reason`` says why, in the log.
+    """
     kept = store.clear()
     if kept:
         logger.info("starting the sweep in %s from scratch (%s); the earlier results were moved to %s",
-                    folder, reason, kept)
+                    store.folder, reason, kept)
     else:
-        logger.info("starting the sweep in %s from scratch (%s)", folder, reason)
+        logger.info("starting the sweep in %s from scratch (%s)", store.folder, reason)
     results.reset({})
-    return jobs
+    return plan_jobs(config.lambda_c_values, config.families, config.seed)

@@ -1,6 +1,7 @@
 """The runner: starts a sweep in a thread (or the caller's), feeds its executor, persists each result.
 
-Data flows one way: the runner prepares the context (h1 once), hands the jobs
+Data flows one way: the runner prepares the context (h1 once), sets kept
+results aside when they were made on other data (a resume), hands the jobs
 to the executor, consumes the executor's events, stores every finished job
 as it arrives (model state, then its datapoints, then the summary), and ends
 the sweep as ``completed``, ``cancelled`` or ``failed``. Whatever happens,
@@ -27,7 +28,7 @@ from .families import DATASETS
 from .executors import Executor
 from .jobs import JobResult, TrainingJob
 from .progress import CANCELLED, COMPLETED, FAILED, RUNNING, SweepProgress
-from .resume import jobs_to_run
+from .resume import jobs_to_run, start_clean
 
 __all__ = ["SweepRunner"]
 
@@ -247,12 +248,20 @@ class SweepRunner:
             self._write_summary(RUNNING)
             if self._tracker_factory is not None:
                 self._tracker = self._tracker_factory(self._sweep_id)
-                kept = self.results.summary_points()  # kept by a resume: one run holds them all
-                if kept:
-                    values = self.config.lambda_c_values
-                    self._tracker.log_points([(point, values.index(point["lambda_c"])) for point in kept])
             context = prepare(self.config, should_stop=self.should_stop)
+            stale = self.results.stale_reason(context)
+            if stale is not None:
+                # The fingerprint holds the datasets' sizes, not their contents: kept points made on other
+                # instances, labels or inputs would be shown against this data. Set them aside, start over.
+                logger.warning("the stored results in %s were made on other data: %s", self.store.folder, stale)
+                jobs = start_clean(self.config, self.store, self.results, stale)
+                self.progress.set_completed_points(0)
+                self._write_summary(RUNNING)
             self.results.set_references(context)
+            kept = self.results.summary_points()  # kept by a resume: one MLflow run holds them all
+            if self._tracker is not None and kept:
+                values = self.config.lambda_c_values
+                self._tracker.log_points([(point, values.index(point["lambda_c"])) for point in kept])
             executor = self.executor
             units = self._units_per_job(context)
             total_jobs = len(self.config.lambda_c_values) * len(self.config.families)

@@ -31,7 +31,7 @@ from .errors import CorruptDatapointError
 from .legacy import point_of_record
 from .record_view import RecordView
 from .views import BaseView
-from .writer import datapoint_point, ensure_reference, write_result
+from .writer import datapoint_point, ensure_reference, reference_difference, write_result
 
 __all__ = ["ResultFiles", "CorruptDatapointError", "VIEW_CACHE_SIZE"]
 
@@ -131,6 +131,14 @@ class ResultFiles:
         self._alignment = {}
 
     # -- writing -----------------------------------------------------------------------
+    def reference_difference(self, references: Mapping[str, Any]) -> Optional[str]:
+        """Why the stored references do not describe these datasets (see :func:`.writer.reference_difference`), or None."""
+        for reference in references.values():
+            reason = reference_difference(self.store, reference)
+            if reason is not None:
+                return reason
+        return None
+
     def write_references(self, references: Mapping[str, Any]) -> None:
         """Store h1's columns of each dataset (kept when the stored ones match)."""
         self._alignment = {name: ensure_reference(self.store, reference) for name, reference in references.items()}

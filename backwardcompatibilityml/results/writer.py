@@ -20,7 +20,7 @@ from ..scores import (
 from ..store import POINT_FIELDS
 from .columns import FORMAT, columns_name, info_name, narrow_labels, read_columns, reference_name, write_columns
 
-__all__ = ["ensure_reference", "write_reference", "write_datapoint", "write_result", "datapoint_point"]
+__all__ = ["ensure_reference", "reference_difference", "write_reference", "write_datapoint", "write_result", "datapoint_point"]
 
 logger = logging.getLogger(__name__)
 _SEED_FAMILIES = ("new-error", "strict-imitation")
@@ -34,6 +34,37 @@ def write_reference(store: Any, reference: DatasetReference) -> None:
         "h1_prediction": narrow_labels(reference.h1_predictions),
         "h1_confidence": np.asarray(reference.h1_confidences, dtype=np.float32),
     }, {"bcml.dataset": reference.name, "bcml.h1_performance": repr(reference.h1_performance)})
+
+
+def reference_difference(store: Any, reference: DatasetReference) -> Optional[str]:
+    """Why the stored reference of ``reference``'s dataset does not describe the same data, or None.
+
+    Compared, in the stored row order: the instance ids (as a set: a
+    shuffling loader may reorder them), the ground truth and h1's
+    predictions (h1's weights are part of a sweep's fingerprint, so other
+    predictions mean other inputs). A missing or unreadable file is None:
+    there is nothing to contradict.
+    """
+    path = store.path(reference_name(reference.name))
+    if not os.path.exists(path):
+        return None
+    try:
+        stored = read_columns(path)
+        ids = stored["instance_id"]
+    except Exception:
+        return None
+    if ids.shape != reference.ids.shape:
+        return f"the {reference.name} set holds {len(reference.ids)} instances, the stored results {ids.shape[0]}"
+    try:
+        rows = reference.row_array(ids)
+    except ValueError:
+        return f"the {reference.name} set holds other instances (ids) than the stored results"
+    for column, values, what in (("ground_truth", reference.targets, "labels"),
+                                 ("h1_prediction", reference.h1_predictions, "inputs (h1 predicts otherwise)")):
+        if column in stored and not np.array_equal(np.asarray(stored[column], dtype=np.int64),
+                                                   np.asarray(values, dtype=np.int64)[rows]):
+            return f"the {reference.name} set has other {what} than when the stored results were made"
+    return None
 
 
 def ensure_reference(store: Any, reference: DatasetReference) -> Optional[np.ndarray]:
