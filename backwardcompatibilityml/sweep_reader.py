@@ -109,7 +109,7 @@ class SweepReader:
         total = max(total, len(points))
         state = stored_state(summary.get("state"), len(points), total, self._store.is_locked, self.config is not None)
         self._progress.set_stored(state, len(points), total, summary.get("error") if state == FAILED else None,
-                                  summary.get("sweep_id"))
+                                  summary.get("sweep_id"), summary.get("executor"))
         stored = summary.get("fingerprint")
         if self.config is not None and points and stored and stored != self.config.fingerprint():
             logger.warning(

@@ -109,6 +109,8 @@ def test_events_put_from_an_executors_own_thread_are_stored_as_they_arrive(tmp_p
     assert manager.get_sweep_status()["state"] == "completed"
     assert len(summary_on_disk(folder)["data"]) == 12
     assert executor.putting_threads == {"executor-worker"}
+    assert summary_on_disk(folder)["executor"] == "threaded"
+    assert SweepManager.open_folder(folder).get_sweep_status()["executor"] == "threaded", "read back by a reader"
 
 
 def test_a_result_that_cannot_be_stored_from_an_executor_thread_fails_the_sweep_and_keeps_the_others(
@@ -136,6 +138,7 @@ def test_a_result_that_cannot_be_stored_from_an_executor_thread_fails_the_sweep_
     assert isinstance(manager.last_exception, OSError)
     assert len(calls) == 2, "the executor was asked to stop: no job ran after the failure"
     assert status["completed_points"] == 2 and len(summary_on_disk(folder)["data"]) == 2
+    assert status["percent_complete"] == pytest.approx(2 / 12), "an ended sweep is at its share of stored points"
     assert "handling JobFinished from an executor thread failed" in caplog.text
 
 

@@ -100,14 +100,14 @@ class SweepProgress:
 
     # -- lifecycle ---------------------------------------------------------------------
     def set_stored(self, state: str, completed_points: int, total_points: int, error: Optional[str],
-                   sweep_id: Optional[str] = None) -> None:
-        """Describe a sweep read from its folder (nothing running here); ``sweep_id`` as its summary gives it."""
+                   sweep_id: Optional[str] = None, executor: Optional[str] = None) -> None:
+        """Describe a sweep read from its folder (nothing running here); ``sweep_id`` and ``executor`` from its summary."""
         with self._lock:
             self._status = self._initial(total_points)
             self._status.update(
                 state=state, completed_points=completed_points,
                 percent_complete=min(1.0, completed_points / total_points) if total_points else 0.0,
-                error=error, sweep_id=sweep_id,
+                error=error, sweep_id=sweep_id, executor=executor,
             )
 
     def begin(self, total_points: int, completed_points: int, done_fraction: float, sweep_id: str) -> None:
@@ -138,12 +138,20 @@ class SweepProgress:
             self._status["completed_points"] = count
 
     def finish(self, state: str, error: Optional[str]) -> None:
-        """The sweep ended with ``state``."""
+        """The sweep ended with ``state``.
+
+        A completed sweep is at 1.0; one that ended otherwise is at the share
+        of its points stored, as a reader of the folder reports it (work on
+        unfinished jobs is redone by a resume, so it does not count).
+        """
         with self._lock:
             self._status.update(state=state, running=False, error=error, eta_seconds=None, running_jobs=[])
             self._running = {}
             if state == COMPLETED:
                 self._status["percent_complete"] = 1.0
+            else:
+                total = self._status["total_points"]
+                self._status["percent_complete"] = min(1.0, self._status["completed_points"] / total) if total else 0.0
 
     # -- events ------------------------------------------------------------------------
     def on_event(self, event: Any) -> None:

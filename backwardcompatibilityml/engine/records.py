@@ -112,8 +112,11 @@ class SweepRecords:
                 self.points[point["datapoint_index"]] = point
         return points
 
-    def write_summary(self, state: str, error: Optional[str] = None) -> None:
-        """Write ``sweep_summary.json`` with every point so far."""
+    def write_summary(self, state: str, error: Optional[str] = None, executor: Optional[str] = None) -> None:
+        """Write ``sweep_summary.json`` with every point so far (``executor``: the one that trains, when known)."""
+        if executor is not None:
+            with self._lock:
+                self.extra["executor"] = executor
         summary = self.summary()
         summary.update({key: self.extra.get(key) for key in _SUMMARY_EXTRA_KEYS if key not in summary})
         summary["state"] = state

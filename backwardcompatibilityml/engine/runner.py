@@ -337,7 +337,7 @@ class SweepRunner:
         self._write_summary(RUNNING)
 
     def _write_summary(self, state: str, error: Optional[str] = None) -> None:
-        self.results.write_summary(state, error)
+        self.results.write_summary(state, error, executor=self.progress.snapshot()["executor"])
 
     def _close_bar(self, state: str) -> None:
         if self._bar is not None:
