@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import numbers
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Union
 
 import torch
@@ -39,6 +41,7 @@ from .engine.runner import SweepRunner
 from .evaluation import default_instance_metadata
 from .sweep_controls import SweepControls
 from .sweep_reader import SweepReader
+from .validation import check_scalar
 
 __all__ = [
     "SweepManager", "SweepAlreadyRunningError", "ReadOnlySweepError", "lambda_c_grid", "public_error_message",
@@ -241,13 +244,27 @@ class SweepManager(SweepControls, SweepReader):
     def load_model(self, lambda_c: float, family: str) -> torch.nn.Module:
         """A copy of h2 with the weights trained for ``(lambda_c, family)``.
 
+        ``lambda_c`` is one of the sweep's values (:attr:`lambda_c_values`; a
+        float within 1e-9 of one, such as ``3 * 0.1``, counts as it);
         ``family`` is ``"new-error"`` or ``"strict-imitation"``.
+
+        Raises
+        ------
+        ValueError
+            If ``lambda_c`` is not on the sweep's grid or ``family`` is unknown.
+        FileNotFoundError
+            If that training has not finished (yet).
         """
         if self.config is None:
             raise ReadOnlySweepError("a sweep opened read-only has no h2 to load weights into")
+        value = float(check_scalar(lambda_c, "lambda_c", numbers.Real))
+        found = next((v for v in self.config.lambda_c_values if math.isclose(v, value, rel_tol=0, abs_tol=1e-9)), None)
+        if found is None:
+            raise ValueError(f"lambda_c must be one of the sweep's values {list(self.config.lambda_c_values)}, "
+                             f"got {lambda_c!r}")
         self.config.family(family)
         model = copy.deepcopy(self.config.h2)
-        model.load_state_dict(self._store.load_model_state(lambda_c, family, map_location=self.config.device))
+        model.load_state_dict(self._store.load_model_state(found, family, map_location=self.config.device))
         return model
 
 

@@ -471,3 +471,17 @@ def test_a_datapoint_as_a_dataframe(tmp_path):
     assert frame.h2_confidence.between(0, 1).all()
     with pytest.raises(KeyError):
         manager.dataframe(99)
+
+
+def test_load_model_names_a_lambda_c_off_the_grid_and_accepts_a_float_on_it(tmp_path):
+    manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=0.5)
+    manager.start_sweep_synchronous(progress_bar=False)
+    model = manager.load_model(5 * 0.1, "new-error")  # 0.5000000000000001: on the grid
+    stored = torch.load(os.path.join(manager.folder_name, "0.5-model-new-error.state"))
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in stored.items())
+    with pytest.raises(ValueError, match=r"lambda_c must be one of the sweep's values \[0.0, 0.5, 1.0\], got 0.3"):
+        manager.load_model(0.3, "new-error")
+    with pytest.raises(TypeError, match="lambda_c must be of type"):
+        manager.load_model("0.5", "new-error")
+    with pytest.raises(ValueError, match="family must be one of"):
+        manager.load_model(0.5, "old-error")

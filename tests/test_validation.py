@@ -174,6 +174,8 @@ def sweep_arguments():
     ({"training_set": "numpy"}, TypeError, "training_set yields numpy arrays"),
     ({"lambda_c_stepsize": float("nan")}, ValueError, "lambda_c_stepsize must be a finite number"),
     ({"seed": 1.5}, TypeError, "seed must be of type int"),
+    ({"ml_flow_run_name": ""}, ValueError, "ml_flow_run_name must be a non-empty string"),
+    ({"ml_flow_run_name": 3}, TypeError, "ml_flow_run_name must be a string, got int"),
     ({"seed": 2 ** 64}, ValueError, r"seed must lie in \[-9223372036854775808, 18446744073709551615\], got 1844"),
     ({"seed": -2 ** 63 - 1}, ValueError, r"seed must lie in \[-9223372036854775808, .*got -9223372036854775809"),
 ])

@@ -187,8 +187,10 @@ class SweepConfig:
         ):
             check_callable(callback, name, allow_none=True)
         use_ml_flow = check_bool(use_ml_flow, "use_ml_flow")
-        if not isinstance(ml_flow_run_name, str) or not ml_flow_run_name:
-            raise TypeError("ml_flow_run_name must be a non-empty string")
+        if not isinstance(ml_flow_run_name, str):
+            raise TypeError(f"ml_flow_run_name must be a string, got {type(ml_flow_run_name).__name__}")
+        if not ml_flow_run_name.strip():
+            raise ValueError("ml_flow_run_name must be a non-empty string")
         # torch.manual_seed's range: a seed outside it would fail only once h1 has run, without naming seed.
         seed = int(check_scalar(seed, "seed", numbers.Integral, min_val=-2 ** 63, max_val=2 ** 64 - 1))
         preflight(h1, h2, training_set, test_set, families, optimizer_class, optimizer_kwargs, torch_device)
