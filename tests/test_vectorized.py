@@ -323,6 +323,22 @@ def test_one_diverging_member_fails_alone_and_the_others_equal_sequential(digits
     assert_same_results(sink, run(SequentialExecutor(), context, jobs), jobs)
 
 
+def test_one_diverging_binary_member_fails_alone_with_a_non_finite_loss(cancer_data):
+    """NaN probabilities give a NaN loss (binary_cross_entropy raises on them): only that member fails."""
+    context, jobs = context_of(*cancer_setup(cancer_data), optimizer_kwargs={"lr": 0.05},
+                               losses=(BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss),
+                               stepsize=1.0, epochs=3)
+    overflowing = TrainingJob(lambda_index=2, lambda_c=1e37, family="strict-imitation", family_index=1,
+                              datapoint_indices=(8, 9))
+    sink = Recorder()
+    with pytest.raises(NonFiniteLossError, match="lambda_c=1e"):
+        VectorizedExecutor().run(list(jobs) + [overflowing], context, sink, never)
+    assert [e.job for e in sink.of(JobFailed)] == [overflowing], "it fails alone"
+    assert_same_results(sink, run(SequentialExecutor(), context, jobs), jobs)
+    with pytest.raises(NonFiniteLossError, match="training loss became"):  # not binary_cross_entropy's error
+        SequentialExecutor().run([overflowing], context, Recorder(), never)
+
+
 def test_a_failing_chunk_reports_each_member_once(digits_data):
     """A member that failed alone earlier is not reported again when a later error ends the chunk."""
     h1, h2, train, test = digits_setup(digits_data)

@@ -143,8 +143,16 @@ def bce_terms(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     ``target`` is cast to ``probs``' dtype (h1's probabilities may come in
     another floating dtype than h2's), as the multi-class terms promote.
+    Values and gradients are :func:`torch.nn.functional.binary_cross_entropy`'s
+    (its logarithms clamped at -100), except that a probability outside
+    [0, 1] or NaN gives a NaN term where that function raises (on a GPU, a
+    device-side assert): a diverged model then fails with a non-finite loss,
+    and in a stacked model it fails alone.
     """
-    return F.binary_cross_entropy(probs, target.to(probs.dtype).expand_as(probs), reduction="none")
+    target = target.to(probs.dtype).expand_as(probs)
+    valid = (probs >= 0) & (probs <= 1)  # False for NaN; no branch on it: no host sync on a GPU
+    terms = F.binary_cross_entropy(torch.where(valid, probs, torch.full_like(probs, 0.5)), target, reduction="none")
+    return torch.where(valid, terms, torch.full_like(terms, float("nan")))
 
 
 def one_hot_kl_terms(log_probs: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
