@@ -508,6 +508,93 @@ def test_falls_back_to_sequential_with_the_reason(digits_data, caplog, change, w
     assert_same_results(fallback, run(SequentialExecutor(), context, jobs), jobs)
 
 
+class ReplacesBuffer(MLP):
+    """A running mean kept by assignment (``self.mean = ...``), which vmap's functional_call would drop."""
+
+    def __init__(self):
+        super().__init__(64, 12, 10)
+        self.register_buffer("mean", torch.zeros(64))
+
+    def forward(self, x):
+        if self.training:
+            self.mean = 0.5 * self.mean + 0.5 * x.mean(0)
+        return self.net(x - self.mean)
+
+
+class GradientHook(MLP):
+    """Halves the gradient reaching the last layer's input: a backward hook, which vmap does not run."""
+
+    def __init__(self):
+        super().__init__(64, 12, 10)
+        self.net[2].register_full_backward_pre_hook(lambda module, grad: (grad[0] * 0.5,))
+
+
+class BranchesOnRequiresGrad(MLP):
+    """Scales a gradient only when its tensor requires grad: never, under vmap."""
+
+    def __init__(self):
+        super().__init__(64, 12, 10)
+
+    def forward(self, x):
+        hidden = self.net[1](self.net[0](x))
+        if hidden.requires_grad:
+            hidden.register_hook(lambda grad: grad * 0.5)
+        return self.net[2](hidden)
+
+
+class CountsCalls(MLP):
+    """Python state in forward (a warm-up): a traced graph would freeze it."""
+
+    def __init__(self):
+        super().__init__(64, 12, 10)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.net(x)
+        return out * 3.0 if self.calls > 4 else out
+
+
+class KeepsActivation(MLP):
+    """Stores its hidden layer on itself: under vmap a batched tensor, which cannot be deep-copied."""
+
+    def __init__(self):
+        super().__init__(64, 12, 10)
+
+    def forward(self, x):
+        self.hidden = self.net[1](self.net[0](x)).detach()
+        return self.net[2](self.hidden)
+
+
+def running_accuracy(model, dataset, device):
+    """A metric that runs the model (no from_predictions): every member needs a model of its own."""
+    right = total = 0
+    with torch.no_grad():
+        for _ids, x, y in dataset:
+            right += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return right / total
+
+
+@pytest.mark.parametrize("model, note, metric", [
+    (ReplacesBuffer, "replaces its buffer 'mean' in forward", None),
+    (GradientHook, "h2.net.2 has a backward hook", None),
+    (BranchesOnRequiresGrad, "the gradient of h2's 'net.0.weight' differs under torch.func.vmap", None),
+    (CountsCalls, "(vmap)", None),
+    (KeepsActivation, "(vmap)", running_accuracy),
+])
+def test_models_vmap_would_train_otherwise_fall_back_or_leave_the_fused_path(digits_data, model, note, metric):
+    """Each of these trained other weights than the sequential executor, or failed, before it was checked."""
+    h1, _h2, train, test = digits_setup(digits_data)
+    torch.manual_seed(0)
+    context, jobs = context_of(h1, model(), train, test, stepsize=0.5, epochs=2, metric=metric)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    notes = [e.message for e in vectorized.of(ExecutorNote)]
+    assert len(notes) == 1 and note in notes[0], notes
+    assert not vectorized.of(JobFailed)
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+
+
 class DropoutMLP(nn.Module):
     def __init__(self):
         super().__init__()

@@ -261,8 +261,16 @@ def _with_dim(node: fx.Node, function: Callable[[torch.Tensor, int], torch.Tenso
 
 # -- helpers ---------------------------------------------------------------------------------
 def _graph_in_both_modes(module: nn.Module) -> Optional[fx.Graph]:
-    """The traced graph of ``module``, or None when tracing fails or the graph differs by train/eval mode."""
+    """The traced graph of ``module``, or None when tracing fails, the graph differs by train/eval mode,
+    or ``forward`` changes the module's plain Python attributes (a call counter, a schedule).
+
+    The traced graph runs without ``forward``'s Python code: state that
+    ``forward`` updates would stay as it was at tracing time. Such attributes
+    are given their values back, so that the vmap path, which runs
+    ``forward`` every step, starts from them.
+    """
     modes = [(sub, sub.training) for sub in module.modules()]
+    before = [(sub, _plain_attributes(sub)) for sub in module.modules()]
     graphs = []
     try:
         for training in (True, False):
@@ -273,7 +281,23 @@ def _graph_in_both_modes(module: nn.Module) -> Optional[fx.Graph]:
     finally:
         for sub, training in modes:
             sub.training = training
+        changed = False
+        for sub, attributes in before:
+            if _plain_attributes(sub) != attributes:
+                changed = True
+                for name in set(_plain_attributes(sub)) - set(attributes):
+                    delattr(sub, name)
+                for name, value in attributes.items():
+                    setattr(sub, name, value)
+    if changed:
+        return None
     return graphs[0] if str(graphs[0]) == str(graphs[1]) else None
+
+
+def _plain_attributes(module: nn.Module) -> Dict[str, Any]:
+    """A module's public attributes that hold plain Python values (numbers, strings, None)."""
+    return {name: value for name, value in vars(module).items()
+            if not name.startswith("_") and (value is None or isinstance(value, (bool, int, float, str)))}
 
 
 def _has_hooks(module: nn.Module) -> bool:

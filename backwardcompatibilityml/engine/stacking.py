@@ -58,6 +58,7 @@ class StackedModel:
         # A private copy runs the forward: functional_call swaps tensors in and out of
         # the module it is given, and the template is shared with other readers.
         self.module = copy.deepcopy(template).to(device)
+        self._template = template  # never run here: member_module copies it, not the module vmap ran
         self.params: Dict[str, torch.Tensor] = {
             name: _stack(p, size, device).requires_grad_(p.requires_grad)
             for name, p in self.module.named_parameters()
@@ -111,7 +112,8 @@ class StackedModel:
 
     def member_module(self, index: int) -> torch.nn.Module:
         """A stand-alone copy of member ``index`` on the device, in eval mode (for metrics that run a model)."""
-        model = copy.deepcopy(self.module)
+        # Not a copy of self.module: a forward under vmap may leave batched tensors on it (self.x = h).
+        model = copy.deepcopy(self._template).to(self.device)
         with torch.no_grad():
             for name, tensor in model.named_parameters():
                 tensor.copy_(self.params[name][index])

@@ -7,6 +7,7 @@ back to one training at a time and reports the sentence.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import traceback
@@ -82,11 +83,19 @@ def loss_reason(families: Sequence[LossFamily], h1: Any, h2: Any) -> Optional[st
 
 
 def model_reason(h2: torch.nn.Module) -> Optional[str]:
-    """None when h2 is a module with trainable parameters."""
+    """None when h2 is a module with trainable parameters and no backward hooks (vmap does not run those)."""
     if not isinstance(h2, torch.nn.Module):
         return f"h2 is a {type(h2).__name__}, not a torch.nn.Module"
     if not any(p.requires_grad for p in h2.parameters()):
         return "h2 has no trainable parameters"
+    from torch.nn.modules import module as module_hooks
+
+    if getattr(module_hooks, "_global_backward_hooks", None) or getattr(
+            module_hooks, "_global_backward_pre_hooks", None):
+        return "backward hooks are registered for every module (torch.func.vmap does not run them)"
+    for name, sub in h2.named_modules():
+        if getattr(sub, "_backward_hooks", None) or getattr(sub, "_backward_pre_hooks", None):
+            return f"h2{'.' + name if name else ''} has a backward hook (torch.func.vmap does not run it)"
     return None
 
 
@@ -130,7 +139,59 @@ def trace_reason(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], dev
             last = traceback.extract_tb(error.__traceback__)[-1:]
             where = f" at {last[0].name}()" if last else ""
             return f"torch.func.vmap cannot run h2 ({type(error).__name__}{where}: {_first_line(error)})", 0
+        reason = _replaced_buffer(h2, inputs, device) or _gradient_mismatch(h2, inputs, device, adapt)
+        if reason is not None:
+            return reason, 0
         return None, _activation_bytes(stacked.module, inputs)
+
+
+def _replaced_buffer(h2: torch.nn.Module, inputs: Any, device: torch.device) -> Optional[str]:
+    """Why vmap would lose a buffer that h2's ``forward`` replaces (``self.mean = ...``), or None.
+
+    ``functional_call`` swaps the stacked buffers in for the forward and puts
+    them back after it: updates made in place (BatchNorm's) reach them, a new
+    tensor assigned to the attribute does not.
+    """
+    model = copy.deepcopy(h2).to(device).train(True)
+    before = {name: (sub, key, tensor) for name, sub in model.named_modules()
+              for key, tensor in sub._buffers.items() if tensor is not None}
+    try:
+        with torch.no_grad():
+            model(inputs)
+    except Exception:
+        return None  # the stacked forward ran: the sequential path reports its own errors
+    for name, (sub, key, tensor) in before.items():
+        if sub._buffers.get(key) is not tensor:
+            where = f"{name}.{key}" if name else key
+            return f"h2 replaces its buffer {where!r} in forward (torch.func.vmap keeps only in-place updates)"
+    return None
+
+
+def _gradient_mismatch(h2: torch.nn.Module, inputs: Any, device: torch.device, adapt: Any) -> Optional[str]:
+    """Why a stacked member's gradients differ from h2's own on a batch (in eval mode: no dropout draws), or None.
+
+    Under vmap intermediate tensors do not report ``requires_grad``: a
+    forward that branches on it, or registers a tensor hook only then,
+    computes other gradients than the model alone.
+    """
+    model = copy.deepcopy(h2).to(device).eval()
+    stacked = StackedModel(h2, 2, device)
+    stacked.train(False)
+    try:
+        adapt(model(inputs), "h2").sum().backward()
+        out = stacked.stacked_forward(lambda output: adapt(output, "h2"))(stacked.params, stacked.buffers, inputs)
+        out.sum().backward()
+    except Exception:
+        return None  # train mode ran above; errors of eval mode are the sequential path's to report
+    for name, parameter in model.named_parameters():
+        zero = torch.zeros_like(parameter)
+        mine = parameter.grad if parameter.grad is not None else zero
+        found = stacked.params[name].grad
+        found = found[0] if found is not None else zero
+        if float((found - mine).abs().max()) > 1e-4 * float(mine.abs().max()) + 1e-6:
+            return (f"the gradient of h2's {name!r} differs under torch.func.vmap (a forward that depends on "
+                    "requires_grad or registers tensor hooks)")
+    return None
 
 
 def fused_applies(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], device: torch.device) -> bool:
