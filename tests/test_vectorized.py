@@ -595,6 +595,21 @@ def test_models_vmap_would_train_otherwise_fall_back_or_leave_the_fused_path(dig
     assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
 
 
+def test_a_check_that_cannot_run_sends_the_sweep_to_one_model_at_a_time(digits_data, monkeypatch):
+    """Copies that do not fit (say) while checking vmap against the model: a fallback, not a failed sweep."""
+    from backwardcompatibilityml.engine import vmap_support
+
+    def out_of_memory(*args):
+        raise MemoryError("no room for another copy of h2")
+
+    monkeypatch.setattr(vmap_support, "_gradient_mismatch", out_of_memory)
+    context, jobs = context_of(*digits_setup(digits_data), stepsize=1.0, epochs=1)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    notes = [e.message for e in vectorized.of(ExecutorNote)]
+    assert len(notes) == 1 and "h2 could not be checked under torch.func.vmap (MemoryError: no room" in notes[0]
+    assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
+
+
 class DropoutMLP(nn.Module):
     def __init__(self):
         super().__init__()

@@ -139,10 +139,13 @@ def trace_reason(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], dev
             last = traceback.extract_tb(error.__traceback__)[-1:]
             where = f" at {last[0].name}()" if last else ""
             return f"torch.func.vmap cannot run h2 ({type(error).__name__}{where}: {_first_line(error)})", 0
-        reason = _replaced_buffer(h2, inputs, device) or _gradient_mismatch(h2, inputs, device, adapt)
-        if reason is not None:
-            return reason, 0
-        return None, _activation_bytes(stacked.module, inputs)
+        activation = _activation_bytes(stacked.module, inputs)
+        del stacked, out  # the checks below make copies of their own: one set of copies at a time
+        try:
+            reason = _replaced_buffer(h2, inputs, device) or _gradient_mismatch(h2, inputs, device, adapt)
+        except Exception as error:  # a copy that does not fit, say: train one model at a time
+            reason = f"h2 could not be checked under torch.func.vmap ({type(error).__name__}: {_first_line(error)})"
+        return (reason, 0) if reason is not None else (None, activation)
 
 
 def _replaced_buffer(h2: torch.nn.Module, inputs: Any, device: torch.device) -> Optional[str]:
