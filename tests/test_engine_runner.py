@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -91,22 +92,29 @@ def summary_on_disk(folder):
         return json.load(f)
 
 
-def test_events_put_from_an_executors_own_thread_are_stored_as_they_arrive(tmp_path):
-    folder = str(tmp_path / "s")
+@contextlib.contextmanager
+def stalled_after_the_first_job(folder):
+    """A background sweep of a ThreadedExecutor, held before its second job for the ``with`` body; then finished."""
     executor = ThreadedExecutor()
     manager = build_manager(folder, epochs=1, stepsize=0.5, executor=executor)
     manager.start_sweep()
     try:
         assert executor.first_done.wait(60)
+        yield manager, executor
+    finally:
+        executor.gate.set()
+    assert manager.wait(120)
+    assert manager.get_sweep_status()["state"] == "completed"
+
+
+def test_events_put_from_an_executors_own_thread_are_stored_as_they_arrive(tmp_path):
+    folder = str(tmp_path / "s")
+    with stalled_after_the_first_job(folder) as (manager, executor):
         # run() is still blocked in join(): the first job's result was stored from the worker's put.
         status = manager.get_sweep_status()
         assert status["state"] == "running" and status["completed_points"] == 2
         assert len(summary_on_disk(folder)["data"]) == 2
         assert len(glob.glob(os.path.join(folder, "*.state"))) == 1
-    finally:
-        executor.gate.set()
-    assert manager.wait(120)
-    assert manager.get_sweep_status()["state"] == "completed"
     assert len(summary_on_disk(folder)["data"]) == 12
     assert executor.putting_threads == {"executor-worker"}
     assert summary_on_disk(folder)["executor"] == "threaded"
@@ -147,11 +155,7 @@ def test_what_readers_are_given_is_their_own_and_changing_it_changes_nothing_sto
     import numpy as np
 
     folder = str(tmp_path / "s")
-    executor = ThreadedExecutor()
-    manager = build_manager(folder, epochs=1, stepsize=0.5, executor=executor)
-    manager.start_sweep()
-    try:
-        assert executor.first_done.wait(60)
+    with stalled_after_the_first_job(folder) as (manager, _executor):
         first = manager.get_sweep_summary()["data"][0]
         original = dict(first)
         first["performance"] = np.float32(first["performance"] * 100)  # not even JSON-serialisable
@@ -160,10 +164,6 @@ def test_what_readers_are_given_is_their_own_and_changing_it_changes_nothing_sto
         record["btc"] = -1.0
         assert manager.get_sweep_summary()["data"][0] == original
         assert manager.get_evaluation(first["datapoint_index"])["btc"] == btc
-    finally:
-        executor.gate.set()
-    assert manager.wait(120)
-    assert manager.get_sweep_status()["state"] == "completed"
     stored = summary_on_disk(folder)["data"][0]
     assert stored["performance"] == original["performance"] and len(summary_on_disk(folder)["data"]) == 12
 
