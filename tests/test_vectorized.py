@@ -595,6 +595,43 @@ def test_models_vmap_would_train_otherwise_fall_back_or_leave_the_fused_path(dig
     assert_same_results(vectorized, run(SequentialExecutor(), context, jobs), jobs)
 
 
+class WithExtraState(nn.Module):
+    """A module with extra state (``get_extra_state``): a plain dict among the state_dict's tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.m, self.tag = MLP(64, 12, 10), 5
+
+    def get_extra_state(self):
+        return {"tag": self.tag}
+
+    def set_extra_state(self, state):
+        self.tag = state["tag"]
+
+    def forward(self, x):
+        return self.m(x)
+
+
+@pytest.mark.parametrize("executor", ["sequential", "vectorized"])
+def test_a_model_with_extra_state_is_swept_stored_and_loaded(tmp_path, executor):
+    """It failed when the SweepManager was built (the fingerprint read .shape of the dict)."""
+    from sweep_setup import digits_sets
+
+    from backwardcompatibilityml.sweep_management import SweepManager
+
+    train, test = digits_sets()
+    torch.manual_seed(0)
+    h2 = WithExtraState()
+    h2.tag = 7
+    manager = SweepManager(str(tmp_path / "s"), 1, MLP(64, 6, 10), h2, train, test, 24, 40,
+                           lambda_c_stepsize=1.0, executor=executor)
+    manager.start_sweep_synchronous(progress_bar=False)
+    status = manager.get_sweep_status()
+    assert status["state"] == "completed" and status["executor"] == executor, status
+    loaded = manager.load_model(1.0, "strict-imitation")
+    assert loaded.tag == 7 and not torch.equal(loaded.m.net[0].weight, h2.m.net[0].weight)
+
+
 def test_a_check_that_cannot_run_sends_the_sweep_to_one_model_at_a_time(digits_data, monkeypatch):
     """Copies that do not fit (say) while checking vmap against the model: a fallback, not a failed sweep."""
     from backwardcompatibilityml.engine import vmap_support

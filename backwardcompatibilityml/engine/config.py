@@ -51,10 +51,13 @@ def lambda_c_grid(stepsize: float) -> List[float]:
 
 
 def state_digest(model: torch.nn.Module) -> str:
-    """A short hash of a model's state (names, shapes and values)."""
+    """A short hash of a model's state (names, shapes and values; ``repr`` of a module's extra state)."""
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
+        if not isinstance(tensor, torch.Tensor):  # get_extra_state() may return any object
+            digest.update(repr(tensor).encode())
+            continue
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

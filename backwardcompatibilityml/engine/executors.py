@@ -77,7 +77,8 @@ def job_random_state(seed: int, device: torch.device) -> Iterator[None]:
 
 def model_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """A CPU copy of a model's ``state_dict``, for storing."""
-    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+    return {name: tensor.detach().to("cpu", copy=True) if isinstance(tensor, torch.Tensor) else copy.deepcopy(tensor)
+            for name, tensor in model.state_dict().items()}  # extra state (get_extra_state) may be any object
 
 
 def run_job(

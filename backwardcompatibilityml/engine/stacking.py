@@ -102,10 +102,19 @@ class StackedModel:
         return list(self.params.values())
 
     # -- reading members out ------------------------------------------------------------
-    def member_state(self, index: int) -> Dict[str, torch.Tensor]:
-        """A CPU copy of member ``index``'s ``state_dict`` (the template's keys, in its order)."""
-        state = {}
-        for key, (kind, name) in self._aliases.items():
+    def member_state(self, index: int) -> Dict[str, Any]:
+        """A CPU copy of member ``index``'s ``state_dict`` (the template's keys, in its order).
+
+        A module's extra state (``get_extra_state``), shared by the members,
+        is copied from the forward module.
+        """
+        state: Dict[str, Any] = {}
+        for key, value in self.module.state_dict().items():
+            alias = self._aliases.get(key)
+            if alias is None:
+                state[key] = copy.deepcopy(value)
+                continue
+            kind, name = alias
             source = self.params[name] if kind == "param" else self.buffers[name]
             state[key] = source[index].detach().to("cpu", copy=True)
         return state
