@@ -140,9 +140,9 @@ def trace_reason(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], dev
             where = f" at {last[0].name}()" if last else ""
             return f"torch.func.vmap cannot run h2 ({type(error).__name__}{where}: {_first_line(error)})", 0
         activation = _activation_bytes(stacked.module, inputs)
-        del stacked, out  # the checks below make copies of their own: one set of copies at a time
+        del out
         try:
-            reason = _replaced_buffer(h2, inputs, device) or _gradient_mismatch(h2, inputs, device, adapt)
+            reason = _replaced_buffer(h2, inputs, device) or _gradient_mismatch(stacked, h2, inputs, device, adapt)
         except Exception as error:  # a copy that does not fit, say: train one model at a time
             reason = f"h2 could not be checked under torch.func.vmap ({type(error).__name__}: {_first_line(error)})"
         return (reason, 0) if reason is not None else (None, activation)
@@ -170,15 +170,21 @@ def _replaced_buffer(h2: torch.nn.Module, inputs: Any, device: torch.device) -> 
     return None
 
 
-def _gradient_mismatch(h2: torch.nn.Module, inputs: Any, device: torch.device, adapt: Any) -> Optional[str]:
-    """Why a stacked member's gradients differ from h2's own on a batch (in eval mode: no dropout draws), or None.
+def _gradient_mismatch(stacked: StackedModel, h2: torch.nn.Module, inputs: Any, device: torch.device,
+                       adapt: Any) -> Optional[str]:
+    """Why a member of ``stacked`` (two copies of h2) gets other gradients than h2 on a batch, or None.
 
-    Under vmap intermediate tensors do not report ``requires_grad``: a
-    forward that branches on it, or registers a tensor hook only then,
-    computes other gradients than the model alone.
+    Compared in eval mode (no dropout draws). Under vmap intermediate
+    tensors do not report ``requires_grad``: a forward that branches on it,
+    or registers a tensor hook only then, computes other gradients than the
+    model alone.
     """
     model = copy.deepcopy(h2).to(device).eval()
-    stacked = StackedModel(h2, 2, device)
+    with torch.no_grad():  # the train-mode trace moved the members' running statistics: the same here
+        for name, buffer in model.named_buffers():
+            buffer.copy_(stacked.buffers[name][0])
+    for parameter in stacked.params.values():
+        parameter.grad = None  # the train-mode trace's gradients
     stacked.train(False)
     try:
         adapt(model(inputs), "h2").sum().backward()

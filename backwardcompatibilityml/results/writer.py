@@ -55,9 +55,8 @@ def reference_difference(store: Any, reference: DatasetReference) -> Optional[st
         return None
     if ids.shape != reference.ids.shape:
         return f"the {reference.name} set holds {len(reference.ids)} instances, the stored results {ids.shape[0]}"
-    try:
-        rows = reference.row_array(ids)
-    except ValueError:
+    rows = _rows_in_stored_order(ids, reference)
+    if rows is None:
         return f"the {reference.name} set holds other instances (ids) than the stored results"
     for column, values, what in (("ground_truth", reference.targets, "labels"),
                                  ("h1_prediction", reference.h1_predictions, "inputs (h1 predicts otherwise)")):
@@ -83,18 +82,24 @@ def ensure_reference(store: Any, reference: DatasetReference) -> Optional[np.nda
         except Exception as error:  # unreadable: replace it
             logger.warning("replacing the unreadable reference file of the %s set: %s", reference.name, error)
         else:
-            if stored.shape == reference.ids.shape:
-                if np.array_equal(stored, reference.ids):
-                    return None
-                try:
-                    rows = reference.row_array(stored)
-                except ValueError:
-                    pass
-                else:
-                    return rows
+            if np.array_equal(stored, reference.ids):
+                return None
+            rows = _rows_in_stored_order(stored, reference)
+            if rows is not None:
+                return rows
             logger.warning("the stored reference of the %s set holds other instances; replacing it", reference.name)
     write_reference(store, reference)
     return None
+
+
+def _rows_in_stored_order(stored_ids: np.ndarray, reference: DatasetReference) -> Optional[np.ndarray]:
+    """The rows of ``reference`` in the order of a stored reference's ids, or None when they are other instances."""
+    if stored_ids.shape != reference.ids.shape:
+        return None
+    try:
+        return reference.row_array(stored_ids)
+    except ValueError:
+        return None
 
 
 def datapoint_point(info: Mapping[str, Any]) -> Dict[str, Any]:
