@@ -17,7 +17,8 @@ import contextlib
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
+
+from .class_softmax import log_softmax
 
 __all__ = [
     "validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output",
@@ -51,7 +52,8 @@ def log_probabilities(output: Any, name: str = "model") -> torch.Tensor:
     A single tensor is read as logits and passed through ``log_softmax``; this
     is also right for a tensor that already holds log-probabilities, since
     ``log_softmax`` leaves those unchanged. For a triple, its third element
-    (``log_softmax``) is used as given.
+    (``log_softmax``) is used as given. The result may be a non-contiguous
+    view (see :mod:`~backwardcompatibilityml.class_softmax`).
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ def log_probabilities(output: Any, name: str = "model") -> torch.Tensor:
                 f"{name} must return logits of shape (N, C) for a multi-class loss; "
                 f"it returned shape {tuple(output.shape)}"
             )
-        return F.log_softmax(output, dim=1)
+        return log_softmax(output, dim=1)
     log_probs = _pick(output, 2, name)
     if log_probs.dim() != 2:
         raise TypeError(

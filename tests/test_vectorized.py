@@ -132,6 +132,24 @@ def test_adam_on_triple_outputs_with_nll_equals_sequential(digits_data):
     assert_same_results(run(VectorizedExecutor(), context, jobs), run(SequentialExecutor(), context, jobs), jobs)
 
 
+@pytest.mark.parametrize("triple", [False, True])
+def test_softmax_computed_class_major_equals_sequential(digits_data, monkeypatch, triple):
+    """10 members x 32 rows: the stacked softmax runs class-major (forced on, whatever this CPU), h2 alone does not."""
+    from backwardcompatibilityml import class_softmax
+
+    monkeypatch.setattr(class_softmax, "_register_bytes", lambda: 64)
+    decided = []
+    class_major = class_softmax.class_major
+    monkeypatch.setattr(class_softmax, "class_major", lambda x, dim: decided.append(class_major(x, dim)) or decided[-1])
+    context, jobs = context_of(*digits_setup(digits_data, triple=triple), stepsize=0.25)
+    vectorized = run(VectorizedExecutor(), context, jobs)
+    assert len(jobs) == 10 and True in decided
+    decided.clear()
+    sequential = run(SequentialExecutor(), context, jobs)
+    assert True not in decided  # (the triple model calls torch.log_softmax itself)
+    assert_same_results(vectorized, sequential, jobs)
+
+
 def test_kl_divergence_losses_equal_sequential(digits_data):
     context, jobs = context_of(*digits_setup(digits_data), optimizer=torch.optim.AdamW,
                                optimizer_kwargs={"lr": 0.01}, losses=(BCKLDivergenceLoss,

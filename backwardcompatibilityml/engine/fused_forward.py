@@ -7,7 +7,9 @@ most of a training step. For a model whose ``torch.fx`` graph holds only
 
 * :class:`torch.nn.Linear` layers,
 * element-wise modules and functions (activations, dropout, arithmetic),
-* softmax-like modules and functions over a given dimension, and flatten,
+* softmax-like modules and functions over a given dimension (computed by
+  :mod:`~backwardcompatibilityml.class_softmax`, whose layout suits the
+  fused layers' feature-major outputs), and flatten,
 
 the stacked forward can be written with ordinary tensor operations: a linear
 layer whose input every member shares (the batch itself) becomes *one*
@@ -37,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .. import class_softmax
+
 __all__ = ["FusedForward", "fused_forward", "fused_matches_vmap", "map_structure"]
 
 # Modules with no parameters whose output element depends only on the same input element.
@@ -53,9 +57,12 @@ _ELEMENTWISE_FUNCTIONS = {
     torch.exp, torch.log, torch.abs, torch.neg, torch.square, torch.sqrt, torch.clamp, torch.add, torch.sub,
     torch.mul, torch.div, operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.pow,
 }
-_DIM_FUNCTIONS = {torch.softmax, F.softmax, torch.log_softmax, F.log_softmax}
+# Softmax-like functions, methods and modules, by the function of class_softmax that computes them.
+_DIM_FUNCTIONS = {torch.softmax: class_softmax.softmax, F.softmax: class_softmax.softmax,
+                  torch.log_softmax: class_softmax.log_softmax, F.log_softmax: class_softmax.log_softmax}
 _ELEMENTWISE_METHODS = {"relu", "tanh", "sigmoid", "exp", "log", "abs", "neg", "square", "sqrt", "clamp"}
-_DIM_METHODS = {"softmax", "log_softmax"}
+_DIM_METHODS = {"softmax": class_softmax.softmax, "log_softmax": class_softmax.log_softmax}
+_DIM_MODULES = {nn.Softmax: class_softmax.softmax, nn.LogSoftmax: class_softmax.log_softmax}
 
 # A value in the forward: a tensor and whether it is stacked (leading K) or shared by every member.
 _Value = Tuple[Any, bool]
@@ -196,10 +203,10 @@ def _module_step(sub: nn.Module, node: fx.Node, names: set) -> Optional[_Step]:
         # A shared value is copied out per member (not an expanded view), so that every member
         # draws its own mask and an in-place dropout has memory of its own to write.
         return lambda env, params, size: (sub(_stacked(env[source], size).contiguous()), True)
-    if type(sub) in (nn.Softmax, nn.LogSoftmax):
+    if type(sub) in _DIM_MODULES:
         if sub.dim is None:
             return None
-        function = F.softmax if type(sub) is nn.Softmax else F.log_softmax
+        function = _DIM_MODULES[type(sub)]
         dim = sub.dim
         return lambda env, params, size: (function(env[source][0], dim=_shift(dim, env[source][1])),
                                           env[source][1])
@@ -217,12 +224,12 @@ def _function_step(node: fx.Node) -> Optional[_Step]:
         if target in _ELEMENTWISE_METHODS:
             return _elementwise(node, lambda value, *args, **kwargs: getattr(value, target)(*args, **kwargs))
         if target in _DIM_METHODS:
-            return _with_dim(node, lambda value, dim: getattr(value, target)(dim))
+            return _with_dim(node, _DIM_METHODS[target])
         return None
     if target in _ELEMENTWISE_FUNCTIONS:
         return _elementwise(node, target)
     if target in _DIM_FUNCTIONS:
-        return _with_dim(node, lambda value, dim: target(value, dim=dim))
+        return _with_dim(node, _DIM_FUNCTIONS[target])
     return None
 
 

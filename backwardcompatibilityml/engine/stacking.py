@@ -135,8 +135,23 @@ def _rows_by_member(head: Callable[[Any], Any], outputs: Any) -> Any:
     """``head`` applied to the members' outputs ``(K, N, ...)`` as one batch of ``K * N`` rows, split back."""
     first = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
     size, rows = first.shape[0], first.shape[1]
-    flat = map_structure(outputs, lambda t: t.reshape(size * rows, *t.shape[2:]))
+    flat = map_structure(outputs, _flat_rows)
     return map_structure(head(flat), lambda t: t.reshape(size, rows, *t.shape[1:]))
+
+
+def _flat_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """``(K, N, C)`` as ``(K * N, C)`` rows; a feature-major tensor (the fused forward's) stays feature-major.
+
+    A fused linear layer's output is a transposed view of ``(K, C, N)``
+    memory: its rows cannot be laid end to end without a copy. Copied as
+    ``(C, K * N)`` and returned transposed, a softmax over the few classes
+    of the usual classifier runs in PyTorch's faster kernel without a second
+    copy (see :mod:`~backwardcompatibilityml.class_softmax`).
+    """
+    size, rows = tensor.shape[0], tensor.shape[1]
+    if tensor.dim() == 3 and tensor.shape[2] > 1 and rows > 1 and tensor.stride(1) == 1:
+        return tensor.permute(2, 0, 1).reshape(tensor.shape[2], size * rows).t()
+    return tensor.reshape(size * rows, *tensor.shape[2:])
 
 
 def _stack(tensor: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
