@@ -404,23 +404,41 @@ def check_port(value: Any, name: str = "port", *, allow_none: bool = True) -> Op
 def check_label_array(labels: Any, name: str) -> np.ndarray:
     """Check labels (a list, numpy array or tensor) and return them as a 1-D numpy array.
 
+    Labels are class indices or names: floating-point labels must hold whole
+    numbers (``1.0`` is class 1), so that probabilities or scores passed by
+    mistake are refused instead of never equalling a label.
+
     Raises
     ------
     TypeError
-        If ``labels`` cannot be read as an array.
+        If ``labels`` cannot be read as an array, or holds complex numbers.
     ValueError
-        If it is not one-dimensional.
+        If it is not one-dimensional, or holds floating-point values that are
+        not whole numbers (NaN included).
     """
     if hasattr(labels, "detach"):
-        labels = labels.detach().cpu().numpy()
+        labels = labels.detach().cpu()
+        if labels.is_floating_point() and labels.element_size() < 4:  # bfloat16 has no numpy dtype
+            labels = labels.float()
+        labels = labels.numpy()
     try:
         array = np.asarray(labels)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} must be a sequence of labels: {error}") from None
     if array.dtype == object:
         raise TypeError(f"{name} must be a sequence of numeric labels")
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must hold real labels, got {array.dtype}")
     if array.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.dtype.kind == "f":
+        fractional = ~np.isfinite(array) | (np.floor(array) != array) if array.size else np.zeros(0, dtype=bool)
+        if fractional.any():
+            example = array[np.argmax(fractional)]
+            raise ValueError(
+                f"{name} must hold labels (class indices), got the value {example:g}: floating-point labels must "
+                "be whole numbers; pass predicted labels, not probabilities or scores (threshold or argmax them)"
+            )
     return array
 
 

@@ -132,3 +132,29 @@ def test_accuracy_refuses_labels_of_different_kinds():
     assert accuracy_from_predictions([0.0, 1.0, True], [0, 1, 1]) == 1.0
     with pytest.raises(TypeError, match="predicted"):
         accuracy_from_predictions(["0", "1"], [0, 1])
+
+
+@pytest.mark.parametrize("bad, word", [
+    (torch.tensor([0.1, 0.8, 0.9, 0.3, 0.7]), "h1_output_labels"),  # a binary model's probabilities
+    (np.array([0.0, 1.0, np.nan, 1.0, 0.0]), "h1_output_labels"),
+    ([0.0, 1.0, float("inf"), 1.0, 0.0], "h1_output_labels"),
+])
+def test_probabilities_given_as_labels_are_refused(bad, word):
+    """Probabilities never equal a label: h1 would be 'right on nothing', BTC 1.0 and BEC 1.0 without a word."""
+    truth = [0, 1, 1, 0, 1]
+    for f in (trust_compatibility_score, error_compatibility_score, negative_flip_rate, positive_flip_rate):
+        with pytest.raises(ValueError, match=f"{word} must hold labels .*not probabilities"):
+            f(bad, [0, 1, 1, 0, 1], truth)
+    from backwardcompatibilityml.metrics import accuracy_from_predictions
+
+    with pytest.raises(ValueError, match="predicted must hold labels"):
+        accuracy_from_predictions(bad, truth)
+
+
+def test_whole_number_floats_of_any_precision_are_labels():
+    truth = [0, 1, 1, 0]
+    h1 = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.bfloat16)
+    assert trust_compatibility_score(h1, np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float16), truth) == pytest.approx(2 / 3)
+    assert negative_flip_rate(np.array([0, 1, 1, 1.0]), torch.tensor([0, 1, 0, 0.0], dtype=torch.float64), truth) == 0.25
+    with pytest.raises(TypeError, match="h2_output_labels must hold real labels"):
+        negative_flip_rate(truth, np.array(truth, dtype=complex), truth)
