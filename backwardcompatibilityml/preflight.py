@@ -32,6 +32,7 @@ from .data import evaluation_view, iterate_batches, preserved_generators
 from .device import resolve_device
 from .loss.base import CompatibilityLoss
 from .outputs import inference, is_binary_output, validate_output
+from .random_state import kept_random_state
 from .training import step_needs_closure
 from .validation import check_loss_class
 
@@ -173,8 +174,7 @@ def preflight(
     specs = loss_specs_of_families(losses)
     check_model_devices(h1, "h1")
     check_model_devices(h2, "h2")
-    rng_devices = [torch_device] if torch_device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
+    with kept_random_state(torch_device):
         batches = {}
         for name, dataset in (("training_set", training_set), ("test_set", test_set)):
             ids, inputs, targets = _first_batch(dataset, name, torch_device)

@@ -10,6 +10,7 @@ string instance ids.
 from __future__ import annotations
 
 import collections
+import random
 
 import numpy as np
 import pytest
@@ -340,7 +341,43 @@ def test_a_sweep_leaves_the_callers_random_state_as_it_was(tmp_path, executor):
     manager = SweepManager(str(tmp_path / "sweep"), 1, h1, h2, train, _batches(x, y, first_id=1000), 16, 16,
                            torch.optim.SGD, {"lr": 0.1}, lambda_c_stepsize=1.0, executor=executor)
     torch.manual_seed(123)
-    before = torch.get_rng_state()
+    np.random.seed(123)
+    random.seed(123)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
     manager.start_sweep_synchronous(progress_bar=False, raise_on_error=True)
     assert manager.get_sweep_status()["state"] == "completed"
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert np.array_equal(np.random.get_state()[1], before[1]) and random.getstate() == before[2]
+
+
+class Augmented(torch.utils.data.Dataset):
+    """Training instances with noise from numpy's and Python's global generators, as many augmentations draw it."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, index):
+        noise = np.random.normal(0.0, 0.3, self.x.shape[1]).astype(np.float32) * random.uniform(0.5, 1.5)
+        return index, self.x[index] + torch.from_numpy(noise), self.y[index]
+
+
+@pytest.mark.parametrize("executor", ["sequential", "vectorized"])
+def test_augmentation_from_numpy_and_python_random_repeats_in_every_job(tmp_path, executor):
+    """At lambda_c = 0 both families minimise the same loss: on the same draws they train the same weights."""
+    x, y = _data()
+    train = DataLoader(Augmented(x, y), batch_size=16, shuffle=True)
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    manager = _sweep(tmp_path, train, _batches(x, y, first_id=1000), executor=executor)
+    assert manager.get_sweep_status()["executor"] == executor
+    assert np.array_equal(np.random.get_state()[1], before), "the caller's numpy state is kept"
+    new_error, strict = (manager.load_model(0.0, family).state_dict() for family in ("new-error", "strict-imitation"))
+    for key in new_error:
+        assert torch.equal(new_error[key], strict[key]), key
+    assert any(not torch.equal(new_error[k], manager.load_model(1.0, "new-error").state_dict()[k]) for k in new_error)
+    sequential = _sweep(tmp_path / "again", train, _batches(x, y, first_id=1000), executor="sequential")
+    for key, value in sequential.load_model(0.0, "new-error").state_dict().items():
+        torch.testing.assert_close(value, new_error[key], rtol=0, atol=1e-5)

@@ -16,7 +16,7 @@ from backwardcompatibilityml.engine.context import prepare
 from backwardcompatibilityml.engine.events import (
     BatchDone, ExecutorNote, JobFailed, JobFinished, JobStarted, StepDone,
 )
-from backwardcompatibilityml.engine.executors import SequentialExecutor, job_random_state, resolve_executor
+from backwardcompatibilityml.engine.executors import SequentialExecutor, resolve_executor
 from backwardcompatibilityml.engine.jobs import TrainingJob, plan_jobs
 from backwardcompatibilityml.engine.stacked_loss import StackedLoss
 from backwardcompatibilityml.engine.vectorized import VectorizedExecutor
@@ -26,6 +26,7 @@ from backwardcompatibilityml.loss import (
     StrictImitationBinaryCrossEntropyLoss, StrictImitationCrossEntropyLoss, StrictImitationKLDivergenceLoss,
     StrictImitationNLLLoss,
 )
+from backwardcompatibilityml.random_state import seeded_random_state
 from backwardcompatibilityml.training import NonFiniteLossError, TrainingCancelled, train_compatible_model
 from conftest import BinaryMLP, MLP, make_batches, train_plain
 
@@ -222,7 +223,7 @@ def test_weights_equal_train_compatible_model_job_by_job(digits_data):
     results = run(VectorizedExecutor(), context, jobs).results()
     for job in jobs:
         family = context.family(job.family)
-        with job_random_state(job.seed, torch.device("cpu")):
+        with seeded_random_state(job.seed, torch.device("cpu")):
             model = copy.deepcopy(h2)
             train_compatible_model(h1, model, train, loss_class=family.loss_class, lambda_c=job.lambda_c,
                                    optimizer_class=torch.optim.Adam, optimizer_kwargs={"lr": 0.02},

@@ -23,6 +23,7 @@ from ..evaluation import default_instance_metadata, metric_name
 from ..loss import BCCrossEntropyLoss, StrictImitationCrossEntropyLoss
 from ..metrics import model_accuracy
 from ..preflight import preflight
+from ..random_state import kept_random_state
 from ..validation import (
     check_bool, check_callable, check_kwargs, check_loss_class, check_optimizer_class, check_positive_int, check_scalar,
 )
@@ -83,7 +84,8 @@ def _check_dataset(dataset: Any, name: str) -> None:
     if has_fixed_order(dataset):
         return
     try:
-        first = dataset.dataset[0]
+        with kept_random_state(torch.device("cpu")):  # an augmenting dataset draws: the caller's state stays
+            first = dataset.dataset[0]
     except Exception:  # not map-style: found when its first batch is read
         return
     if isinstance(first, (tuple, list)) and len(first) == 2:

@@ -15,14 +15,14 @@ stacked model. :func:`resolve_executor` turns the user's choice
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import traceback
-from typing import Callable, Dict, Iterator, Optional, Protocol, Sequence, Union, runtime_checkable
+from typing import Callable, Dict, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import torch
 
 from ..evaluation import predict_outputs
+from ..random_state import seeded_random_state
 from ..training import TrainingCancelled, train_compatible_model
 from .context import PreparedContext
 from .errors import public_error_message
@@ -31,7 +31,7 @@ from .families import DATASETS
 from .jobs import H2Outputs, JobResult, TrainingJob
 
 __all__ = [
-    "Executor", "SequentialExecutor", "resolve_executor", "EXECUTOR_NAMES", "job_random_state", "model_state",
+    "Executor", "SequentialExecutor", "resolve_executor", "EXECUTOR_NAMES", "model_state",
     "run_job",
 ]
 
@@ -57,24 +57,6 @@ class Executor(Protocol):
         """Run every job, reporting to ``sink``."""
 
 
-@contextlib.contextmanager
-def kept_random_state(device: torch.device) -> Iterator[None]:
-    """Give torch's global generators (CPU, and ``device``'s on CUDA) the caller's state back afterwards."""
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        yield
-
-
-@contextlib.contextmanager
-def job_random_state(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's generators for one job, leaving the caller's random state untouched."""
-    with kept_random_state(device):
-        torch.manual_seed(seed)
-        yield
-
-
 def model_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     """A CPU copy of a model's ``state_dict``, for storing."""
     return {name: tensor.detach().to("cpu", copy=True) if isinstance(tensor, torch.Tensor) else copy.deepcopy(tensor)
@@ -94,7 +76,7 @@ def run_job(
     """
     family = context.family(job.family)
     jobs = (job,)
-    with job_random_state(job.seed, context.device):
+    with seeded_random_state(job.seed, context.device):
         h2 = copy.deepcopy(context.h2).to(context.device)
         train_compatible_model(
             context.h1, h2, context.training_set,

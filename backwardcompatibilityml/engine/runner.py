@@ -19,6 +19,7 @@ import weakref
 from typing import Any, Callable, List, Optional
 
 from ..data import count_batches
+from ..random_state import seeded_random_state
 from ..training import TrainingCancelled
 from .config import SweepConfig
 from .context import PreparedContext, prepare
@@ -248,7 +249,8 @@ class SweepRunner:
             self._write_summary(RUNNING)
             if self._tracker_factory is not None:
                 self._tracker = self._tracker_factory(self._sweep_id)
-            context = prepare(self.config, should_stop=self.should_stop)
+            with seeded_random_state(self.config.seed, self.config.device):  # augmentation draws: h1 sees them alike
+                context = prepare(self.config, should_stop=self.should_stop)
             stale = self.results.stale_reason(context)
             if stale is not None:
                 # The fingerprint holds the datasets' sizes, not their contents: kept points made on other

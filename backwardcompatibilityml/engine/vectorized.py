@@ -57,11 +57,12 @@ import logging
 import weakref
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..random_state import kept_random_state, seeded_random_state
 from ..training import TrainingCancelled
 from ..validation import check_bool, check_positive_int
 from .context import PreparedContext
 from .events import EventSink, ExecutorNote, JobFinished, JobStarted
-from .executors import SequentialExecutor, job_random_state, kept_random_state
+from .executors import SequentialExecutor
 from .jobs import JobResult, TrainingJob
 from .stacked_evaluation import evaluate_stacked
 from .stacked_loss import by_family
@@ -214,7 +215,7 @@ class VectorizedExecutor:
         reported: set = set()  # members whose JobFinished or JobFailed has been put
         failures: Dict[int, BaseException] = {}  # train_stacked enters (and reports) each as it happens
         try:
-            with job_random_state(chunk[0].seed, context.device):
+            with seeded_random_state(chunk[0].seed, context.device):
                 losses = family_losses([context.family(name) for name in dict.fromkeys(j.family for j in chunk)],
                                        context.h1, context.h2)
                 stacked = StackedModel(context.h2, len(chunk), context.device,

@@ -18,6 +18,7 @@ import torch
 from ..data import iterate_batches
 from ..evaluation import labels_and_confidences
 from ..outputs import binary_probabilities, log_probabilities
+from ..random_state import kept_random_state
 from .families import LossFamily
 from .fused_forward import fused_forward, fused_matches_vmap
 from .stacking import StackedModel
@@ -121,7 +122,7 @@ def trace_reason(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], dev
     activation_bytes : int
         Bytes of the layer outputs of one member on that batch (a memory estimate).
     """
-    with _forked_rng(device):
+    with kept_random_state(device):
         if batch is None:
             return None, 0
         _, inputs, _ = batch
@@ -210,18 +211,12 @@ def fused_applies(h2: torch.nn.Module, batch: Optional[Tuple[Any, Any, Any]], de
     it after :func:`trace_reason` has accepted h2. Runs with the random state
     forked and never touches ``h2``.
     """
-    with _forked_rng(device):
+    with kept_random_state(device):
         if batch is None:
             return False
         stacked = StackedModel(h2, 2, device)
         fused = fused_forward(stacked.module)
         return fused is not None and fused_matches_vmap(stacked, fused, batch[1])
-
-
-def _forked_rng(device: torch.device) -> Any:
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=devices)
 
 
 def _first_line(error: BaseException) -> str:
