@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -707,3 +708,45 @@ def test_a_resume_on_changed_data_of_the_same_size_starts_over_and_sets_the_old_
     assert any(os.stat(folder / f"{i}-evaluation.json").st_mtime_ns != m for i, m in mtimes.items())
     kept = [path for path in previous.iterdir() if path.is_dir()]
     assert len(kept) == 1 and len(SweepManager.open_folder(kept[0]).get_sweep_summary()["data"]) == 2
+
+
+@pytest.mark.parametrize("executor", ["sequential", "auto"])
+def test_a_bfloat16_model_is_swept_and_keeps_its_fingerprint_across_managers(tmp_path, executor, caplog):
+    """The fingerprint read each weight through numpy, which has no bfloat16: the constructor raised a TypeError."""
+    from backwardcompatibilityml.engine.config import state_digest
+
+    torch.manual_seed(0)
+    model = MLP(64, 24, 10)
+    old = hashlib.sha256()  # the digest as computed before, for a float32 model: stored sweeps still resume
+    for name, tensor in model.state_dict().items():
+        old.update(name.encode())
+        old.update(str(tuple(tensor.shape)).encode())
+        old.update(tensor.detach().numpy().tobytes())
+    assert state_digest(model) == old.hexdigest()[:16]
+    assert state_digest(model.to(torch.bfloat16)) != state_digest(MLP(64, 24, 10).to(torch.bfloat16))
+
+    class Cast(torch.nn.Module):  # h2 in bfloat16 on float32 batches
+        def __init__(self):
+            super().__init__()
+            self.net = MLP(64, 24, 10).to(torch.bfloat16)
+
+        def forward(self, x):
+            return self.net(x.to(torch.bfloat16)).float()
+
+    def cast(seed):
+        torch.manual_seed(seed)
+        return Cast()
+
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, h2=cast(1), executor=executor)
+    manager.start_sweep_synchronous()
+    assert manager.get_sweep_status()["state"] == "completed", manager.get_sweep_status()["error"]
+    trained = manager.load_model(1.0, "new-error").net.net[0].weight
+    assert trained.dtype == torch.bfloat16
+    for seed, same in ((1, True), (2, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            again = build_manager(tmp_path / "s", epochs=1, stepsize=1.0, h2=cast(seed), executor=executor)
+        assert ("made with other models" in caplog.text) is not same, "the fingerprint knows the same model"
+        again.start_sweep_synchronous()
+        assert again.get_sweep_status()["state"] == "completed"
+        assert torch.equal(again.load_model(1.0, "new-error").net.net[0].weight, trained) is same

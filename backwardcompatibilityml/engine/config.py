@@ -60,7 +60,9 @@ def state_digest(model: torch.nn.Module) -> str:
             digest.update(repr(tensor).encode())
             continue
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        raw = tensor.detach().cpu().contiguous()
+        # The bytes read as bytes (numpy has no bfloat16 to read the values as); the same bytes as before.
+        digest.update(raw.reshape(-1).view(torch.uint8).numpy().tobytes() if raw.numel() else b"")
     return digest.hexdigest()[:16]
 
 
