@@ -366,6 +366,34 @@ def test_a_failing_job_is_reported_as_an_event(tmp_path):
     assert "Traceback" in failed[0].traceback
 
 
+class ForgetfulExecutor(SequentialExecutor):
+    """Runs only the first job, then reports the second as failed (or not at all) and returns without raising."""
+
+    name = "forgetful"
+
+    def __init__(self, report_failure):
+        self.report_failure = report_failure
+
+    def run(self, jobs, context, sink, should_stop):
+        super().run(jobs[:1], context, sink, should_stop)
+        if self.report_failure:
+            sink.put(JobFailed(jobs[1], "ValueError: not today", "Traceback ..."))
+
+
+@pytest.mark.parametrize("report_failure, words", [
+    (False, "the executor 'forgetful' returned without reporting 3 of 4 trainings (lambda_c=0.0 strict-imitation"),
+    (True, "1 of 4 trainings failed; the first, lambda_c=0.0 strict-imitation: ValueError: not today"),
+])
+def test_an_executor_that_returns_before_every_job_finished_fails_the_sweep(tmp_path, report_failure, words):
+    manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=1.0, executor=ForgetfulExecutor(report_failure))
+    manager.start_sweep_synchronous(progress_bar=False)
+    status = manager.get_sweep_status()
+    assert status["state"] == "failed" and words in status["error"] and "UnfinishedJobsError" in status["error"]
+    assert len(manager.get_sweep_summary()["data"]) == 2, "the job that finished is kept"
+    with pytest.raises(Exception, match="trainings"):
+        manager.start_sweep_synchronous(progress_bar=False, raise_on_error=True)
+
+
 class TappedVectorized:
     """The vectorized executor with a hook called on every event (in the runner's thread)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SweepAlreadyRunningError", "ReadOnlySweepError", "public_error_message"]
+__all__ = ["SweepAlreadyRunningError", "ReadOnlySweepError", "UnfinishedJobsError", "public_error_message"]
 
 # A web address (kept: it names a page, not the machine's files), or a file path (left out). Other URIs
 # keep their scheme and lose their path: "sqlite:////srv/x.db" reads "sqlite:<path>".
@@ -17,6 +17,10 @@ class SweepAlreadyRunningError(RuntimeError):
 
 class ReadOnlySweepError(RuntimeError):
     """The sweep was opened from a folder without models and cannot train."""
+
+
+class UnfinishedJobsError(RuntimeError):
+    """An executor's ``run`` returned, without an error, before every job had finished (or it reported failures)."""
 
 
 def _hide_path(match: "re.Match[str]") -> str:

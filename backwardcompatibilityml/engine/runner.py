@@ -16,14 +16,14 @@ import threading
 import traceback
 import uuid
 import weakref
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..data import count_batches
 from ..random_state import seeded_random_state
 from ..training import TrainingCancelled
 from .config import SweepConfig
 from .context import PreparedContext, prepare
-from .errors import SweepAlreadyRunningError, public_error_message
+from .errors import SweepAlreadyRunningError, UnfinishedJobsError, public_error_message
 from .events import BatchDone, Event, ExecutorNote, JobFailed, JobFinished, StepDone
 from .families import DATASETS
 from .executors import Executor
@@ -69,7 +69,8 @@ class _RunnerSink:
     :attr:`error`, ``on_error`` asks the executor to stop, and the runner
     fails the sweep with it once ``run`` has returned. Events put after
     :meth:`close` (an executor that left a thread running) are logged and
-    dropped.
+    dropped. It also keeps which jobs were stored (:attr:`finished`) and
+    which failed (:attr:`failed`), for :meth:`check_every_job`.
     """
 
     def __init__(self, handle: Callable[[Event], None], on_error: Callable[[], None]) -> None:
@@ -80,6 +81,9 @@ class _RunnerSink:
         self._closed = False
         #: The first error raised while handling an event put from another thread.
         self.error: Optional[BaseException] = None
+        #: Jobs whose results were stored, and ``{job: "Type: message"}`` of those reported failed.
+        self.finished: set = set()
+        self.failed: Dict[TrainingJob, str] = {}
 
     def put(self, event: Event) -> None:
         with self._lock:
@@ -87,15 +91,43 @@ class _RunnerSink:
                 logger.warning("an event arrived after the executor returned and is dropped: %r", event)
                 return
             if threading.current_thread() is self._owner:
-                self._handle(event)
+                self._handle_and_note(event)
                 return
             try:
-                self._handle(event)
+                self._handle_and_note(event)
             except Exception as error:
                 logger.error("handling %s from an executor thread failed", type(event).__name__, exc_info=True)
                 if self.error is None:
                     self.error = error
                     self._on_error()
+
+    def _handle_and_note(self, event: Event) -> None:
+        self._handle(event)
+        if isinstance(event, JobFinished):
+            self.finished.add(event.result.job)
+        elif isinstance(event, JobFailed):
+            self.failed[event.job] = event.error
+
+    def check_every_job(self, jobs: List[TrainingJob], executor: str) -> None:
+        """Raise :class:`~.errors.UnfinishedJobsError` unless every job of ``jobs`` was stored.
+
+        The built-in executors raise when a job fails; an executor that
+        reports failures, or forgets jobs, and returns must not end the sweep
+        as ``completed``.
+        """
+        unfinished = [job for job in jobs if job not in self.finished]
+        if not unfinished:
+            return
+        failed = [job for job in unfinished if job in self.failed]
+        if failed:
+            first = failed[0]
+            raise UnfinishedJobsError(
+                f"{len(failed)} of {len(jobs)} trainings failed; the first, lambda_c={first.lambda_c} "
+                f"{first.family}: {self.failed[first]}")
+        shown = ", ".join(f"lambda_c={job.lambda_c} {job.family}" for job in unfinished[:3])
+        raise UnfinishedJobsError(
+            f"the executor {executor!r} returned without reporting {len(unfinished)} of {len(jobs)} trainings "
+            f"({shown}{', ...' if len(unfinished) > 3 else ''})")
 
     def close(self) -> None:
         """Stop handling events (called once the executor's ``run`` has returned)."""
@@ -280,6 +312,7 @@ class SweepRunner:
                 sink.close()
             if sink.error is not None:  # storing a result put from an executor's thread failed
                 raise sink.error
+            sink.check_every_job(jobs, executor.name)
             state = COMPLETED
         except TrainingCancelled:
             state = CANCELLED
