@@ -252,6 +252,17 @@ def test_labels_outside_the_classes_are_a_value_error_naming_y(cls, label):
         build(cls, Fixed(logits1), Fixed(logits2), 0.5)(torch.zeros(3, 1), y)
 
 
+@pytest.mark.parametrize("cls", BINARY)
+@pytest.mark.parametrize("target, shown", [(2.0, "y holds 2;"), (-1.0, "y holds -1;"), (float("nan"), "y holds NaN")])
+def test_binary_targets_outside_zero_and_one_are_a_value_error_naming_y(cls, target, shown):
+    """torch's binary_cross_entropy raised a RuntimeError naming no argument (a device-side assert on a GPU)."""
+    p1, p2 = torch.tensor([0.9, 0.2, 0.6]), torch.tensor([0.7, 0.4, 0.3])
+    with pytest.raises(ValueError, match=shown):
+        cls(Fixed(p1), Fixed(p2), 0.5)(torch.zeros(3, 1), torch.tensor([1.0, target, 0.0]))
+    soft = cls(Fixed(p1), Fixed(p2), 0.5)(torch.zeros(3, 1), torch.tensor([1.0, 0.25, 0.0]))
+    assert torch.isfinite(soft), "soft targets in [0, 1] stay allowed"
+
+
 @pytest.mark.parametrize("base", ["nll", "cross-entropy", "kl-divergence"])
 def test_stacked_member_of_lambda_zero_is_its_base_loss_when_the_dissonance_is_infinite(base):
     """h2 puts probability 0 on a class h1 gives mass: Strict Imitation's dissonance is +inf on S.

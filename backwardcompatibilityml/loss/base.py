@@ -210,7 +210,8 @@ class CompatibilityLoss(nn.Module):
             the documented outputs.
         ValueError
             If ``y`` has the wrong dtype or shape, holds a class index outside
-            ``[0, C)`` for h2's ``C`` classes, or disagrees with ``x`` or the
+            ``[0, C)`` for h2's ``C`` classes (a binary target outside
+            ``[0, 1]``), or disagrees with ``x`` or the
             models' outputs on the batch size.
         """
         if not isinstance(y, torch.Tensor):
@@ -227,7 +228,9 @@ class CompatibilityLoss(nn.Module):
         for name, out in (("h1", h1_out), ("h2", h2_out)):
             if out.shape[0] != target.shape[0]:
                 raise ValueError(f"{name} returned {out.shape[0]} rows for a batch of {target.shape[0]} targets")
-        if not self.binary:
+        if self.binary:
+            LF.check_binary_targets(target)
+        else:
             LF.check_class_indices(target, h2_out.shape[-1])
         terms = self.base_terms(h2_out, target)
         dissonance = support = None

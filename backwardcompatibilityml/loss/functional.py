@@ -30,6 +30,7 @@ batch size ``N``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
 
@@ -40,7 +41,7 @@ from ..validation import check_lambda_c, check_scalar
 
 __all__ = [
     "NEW_ERROR", "STRICT_IMITATION", "FAMILIES", "BASES", "BINARY_BASES", "REDUCTIONS",
-    "is_binary_base", "check_num_classes", "check_kl_classes", "check_class_indices", "nll_terms", "bce_terms",
+    "is_binary_base", "check_num_classes", "check_kl_classes", "check_class_indices", "check_binary_targets", "nll_terms", "bce_terms",
     "one_hot_kl_terms",
     "soft_cross_entropy_terms", "kl_terms", "base_terms", "dissonance_terms", "support_mask",
     "member_weights", "combine_terms", "compatibility_loss", "stacked_compatibility_loss",
@@ -120,6 +121,26 @@ def check_class_indices(target: torch.Tensor, classes: int, name: str = "y") -> 
     if high >= classes:
         raise ValueError(f"{name} holds class {high} but the model returned {classes} classes "
                          f"(class indices must lie in [0, {classes}))")
+
+
+def check_binary_targets(target: torch.Tensor, name: str = "y") -> None:
+    """Check that binary targets lie in ``[0, 1]`` (labels 0 and 1, or soft targets).
+
+    Raises
+    ------
+    ValueError
+        If a target is below 0, above 1 or NaN (torch's ``binary_cross_entropy``
+        would raise a ``RuntimeError`` that names no argument, or a device-side
+        assertion on a GPU).
+    """
+    if not target.numel():
+        return
+    low, high = (float(value) for value in torch.aminmax(target.float()))
+    if math.isnan(low) or math.isnan(high):
+        raise ValueError(f"{name} holds NaN; binary targets must lie in [0, 1]")
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} holds {low if low < 0 else high:g}; binary targets must lie in [0, 1] "
+                         "(labels 0 and 1)")
 
 
 # -- per-instance terms ------------------------------------------------------------------
