@@ -22,7 +22,7 @@ from backwardcompatibilityml.sweep_management import (
 )
 from conftest import MLP
 from crash_child import corrupt_files, finished_jobs, job_files, temporary_files
-from sweep_setup import build_manager
+from sweep_setup import build_manager, digits_sets
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -750,3 +750,26 @@ def test_a_bfloat16_model_is_swept_and_keeps_its_fingerprint_across_managers(tmp
         again.start_sweep_synchronous()
         assert again.get_sweep_status()["state"] == "completed"
         assert torch.equal(again.load_model(1.0, "new-error").net.net[0].weight, trained) is same
+
+
+@pytest.mark.parametrize("pairs, callbacks, warned", [
+    (True, {"get_instance_metadata": lambda i: f"row {i}"}, True),
+    (True, {"get_instance_image_by_id": lambda i: b""}, True),
+    (True, {}, False),  # ids are shown per dataset: nothing asks by id alone
+    (False, {"get_instance_metadata": lambda i: f"row {i}"}, False),  # ids of their own: the test set's follow
+])
+def test_ids_shared_by_both_datasets_are_warned_of_when_callbacks_ask_by_id(tmp_path, caplog, pairs, callbacks,
+                                                                            warned):
+    train, test = digits_sets()
+    if pairs:  # numbered by position from 0 in each set
+        train, test = [(x, y) for _ids, x, y in train], [(x, y) for _ids, x, y in test]
+    torch.manual_seed(0)
+    manager = SweepManager(tmp_path / "s", 1, MLP(64, 6, 10), MLP(64, 8, 10), train, test, 24, 40,
+                           lambda_c_stepsize=1.0, executor="sequential", **callbacks)
+    with caplog.at_level(logging.WARNING):
+        manager.start_sweep_synchronous(progress_bar=False)
+    assert manager.get_sweep_status()["state"] == "completed"
+    assert ("80 instance ids (such as 0) name an instance of the training set and one of the testing set"
+            in caplog.text) is warned
+    if warned:
+        assert next(iter(callbacks)) + " is called with the id alone" in caplog.text

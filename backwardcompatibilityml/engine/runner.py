@@ -18,7 +18,10 @@ import uuid
 import weakref
 from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
+
 from ..data import count_batches
+from ..evaluation import default_instance_metadata
 from ..random_state import seeded_random_state
 from ..training import TrainingCancelled
 from .config import SweepConfig
@@ -292,6 +295,7 @@ class SweepRunner:
                 self.progress.set_completed_points(0)
                 self._write_summary(RUNNING)
             self.results.set_references(context)
+            self._warn_of_shared_ids(context)
             kept = self.results.summary_points()  # kept by a resume: one MLflow run holds them all
             if self._tracker is not None and kept:
                 values = self.config.lambda_c_values
@@ -344,6 +348,21 @@ class SweepRunner:
                 self._finished.set()
         if interrupted is not None:
             raise interrupted
+
+    def _warn_of_shared_ids(self, context: PreparedContext) -> None:
+        """Warn when an instance id names an instance of both datasets and callbacks are asked by id alone."""
+        training, testing = (context.references[name].ids for name in DATASETS)
+        shared = np.intersect1d(training, testing, assume_unique=True)
+        custom = [name for name, given in (
+            ("get_instance_image_by_id", self.config.get_instance_image_by_id is not None),
+            ("get_instance_metadata", self.config.get_instance_metadata is not default_instance_metadata),
+        ) if given]
+        if shared.size and custom:
+            logger.warning(
+                "%d instance ids (such as %d) name an instance of the training set and one of the testing set; "
+                "%s is called with the id alone and cannot tell them apart (batches of (inputs, targets) pairs "
+                "are numbered from 0 in each set): give batches (instance_ids, inputs, targets) with ids of "
+                "their own", shared.size, int(shared[0]), " and ".join(custom))
 
     def _units_per_job(self, context: PreparedContext) -> int:
         """Batches of one job: its training epochs, then one evaluation pass over each dataset as read."""

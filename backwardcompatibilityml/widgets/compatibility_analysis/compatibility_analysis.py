@@ -246,8 +246,8 @@ class CompatibilityAnalysis(NotebookDisplay):
         (H x W or H x W x 3, uint8 or float in [0, 1]) or a Flask response.
         A neutral placeholder is shown without it (and the API says so).
     get_instance_metadata : callable, optional
-        ``f(instance_id) -> str``; :func:`default_get_instance_metadata`
-        otherwise.
+        ``f(instance_id) -> str``; otherwise the id as text (as
+        :func:`default_get_instance_metadata`).
     device : str
         ``"cpu"`` or ``"cuda"``.
     use_ml_flow : bool
@@ -343,7 +343,7 @@ class CompatibilityAnalysis(NotebookDisplay):
             lambda_c_stepsize=lambda_c_stepsize, new_error_loss_kwargs=new_error_loss_kwargs,
             strict_imitation_loss_kwargs=strict_imitation_loss_kwargs, performance_metric=performance_metric,
             get_instance_image_by_id=get_instance_image_by_id,
-            get_instance_metadata=get_instance_metadata or default_get_instance_metadata,
+            get_instance_metadata=get_instance_metadata,  # None: the sweep's default, the id as text
             device=device, use_ml_flow=use_ml_flow, ml_flow_run_name=ml_flow_run_name, executor=executor)
 
         # Wrong arguments raise here, before an earlier widget is touched.
