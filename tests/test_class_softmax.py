@@ -91,5 +91,7 @@ def test_flat_rows_of_a_feature_major_stack_are_class_major_without_a_second_cop
     assert torch.equal(flat, stacked.reshape(6 * 32, 10))
     row_major = torch.randn(6, 32, 10)
     assert _flat_rows(row_major).data_ptr() == row_major.data_ptr()  # a view, as reshape gives
+    on_a_gpu = torch.empty(6, 10, 32, device="meta").transpose(1, 2)  # (not a CPU tensor: rows end to end)
+    assert _flat_rows(on_a_gpu).stride() == (10, 1)
     column = torch.randn(6, 1, 32).transpose(1, 2)  # binary probabilities (K, N, 1): nothing to gain
     assert _flat_rows(column).shape == (6 * 32, 1) and torch.equal(_flat_rows(column), column.reshape(6 * 32, 1))

@@ -143,13 +143,16 @@ def _flat_rows(tensor: torch.Tensor) -> torch.Tensor:
     """``(K, N, C)`` as ``(K * N, C)`` rows; a feature-major tensor (the fused forward's) stays feature-major.
 
     A fused linear layer's output is a transposed view of ``(K, C, N)``
-    memory: its rows cannot be laid end to end without a copy. Copied as
-    ``(C, K * N)`` and returned transposed, a softmax over the few classes
-    of the usual classifier runs in PyTorch's faster kernel without a second
-    copy (see :mod:`~backwardcompatibilityml.class_softmax`).
+    memory: its rows cannot be laid end to end without a copy. On a CPU it
+    is copied as ``(C, K * N)`` and returned transposed, so that a softmax
+    over the few classes of the usual classifier runs in PyTorch's faster
+    kernel without a second copy (see
+    :mod:`~backwardcompatibilityml.class_softmax`); a GPU's softmax wants
+    the rows laid end to end.
     """
     size, rows = tensor.shape[0], tensor.shape[1]
-    if tensor.dim() == 3 and tensor.shape[2] > 1 and rows > 1 and tensor.stride(1) == 1:
+    if (tensor.device.type == "cpu" and tensor.dim() == 3 and tensor.shape[2] > 1 and rows > 1
+            and tensor.stride(1) == 1):
         return tensor.permute(2, 0, 1).reshape(tensor.shape[2], size * rows).t()
     return tensor.reshape(size * rows, *tensor.shape[2:])
 
