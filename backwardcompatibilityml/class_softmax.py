@@ -4,10 +4,10 @@ PyTorch's CPU kernel for a softmax over the *last* dimension vectorises along
 that dimension. With fewer classes than one SIMD register holds (16 float32
 values with AVX-512, 8 with AVX2) it runs a slow partial-register path for
 every row: for 1344 rows of 10 classes (a K = 42 stack of batches of 32) the
-forward takes about 220 us and forward with backward about 370 us on one
-AVX-512 thread (PyTorch 2.13). Over a *leading* dimension the kernel
-vectorises along the rows instead; the same values then take about 35 us and
-135 us, copies included.
+forward took 244 us and forward with backward 469 us on one AVX-512 thread
+(PyTorch 2.13, ``benchmarks/bench_class_softmax.py``). Over a *leading*
+dimension the kernel vectorises along the rows instead; the same values
+then took 35 us and 199 us, copies included.
 
 :func:`log_softmax` and :func:`softmax` take the class dimension last, as
 ``F.log_softmax(x, dim=-1)`` does, and return the same values (to rounding);
@@ -24,7 +24,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-__all__ = ["log_softmax", "softmax", "class_major", "MIN_ROWS"]
+__all__ = ["log_softmax", "softmax", "class_major", "class_major_rows", "MIN_ROWS"]
 
 #: Fewest rows for which the class-major layout is used: at 256 rows of 7 to 15 classes it was already
 #: 1.3x to 2x faster (forward and backward, one thread), at 32 to 128 rows about as fast or slower.
@@ -47,12 +47,22 @@ def class_major(x: torch.Tensor, dim: int) -> bool:
     fills at least one (the kernel then vectorises along it) and there are
     at least :data:`MIN_ROWS` rows (positions along every other dimension).
     """
-    if x.device.type != "cpu" or x.dim() < 2 or dim not in (-1, x.dim() - 1):
+    if x.dim() < 2 or dim not in (-1, x.dim() - 1):
         return False
-    register, size = _register_bytes(), x.element_size()
-    classes = x.shape[-1]
-    return (0 < classes * size < register <= x.shape[-2] * size
-            and x.numel() >= MIN_ROWS * classes)
+    return _faster(x.device, x.shape[-1], x.shape[-2], x.numel() // max(1, x.shape[-1]), x.element_size())
+
+
+def class_major_rows(rows: int, classes: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether :func:`log_softmax` computes ``rows`` rows of ``classes`` class-major (a 2-D ``(rows, classes)``)."""
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return _faster(device, classes, rows, rows, element_size)
+
+
+def _faster(device: torch.device, classes: int, before: int, rows: int, element_size: int) -> bool:
+    """The rule of :func:`class_major`; ``before`` is the size of the dimension before the classes."""
+    register = _register_bytes()
+    return (device.type == "cpu" and 0 < classes * element_size < register <= before * element_size
+            and rows >= MIN_ROWS)
 
 
 def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

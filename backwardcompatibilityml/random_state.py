@@ -23,7 +23,7 @@ import torch
 
 __all__ = ["kept_random_state", "seeded_random_state"]
 
-_WORD = 0xFFFF_FFFF
+_SEED_RANGE = 2 ** 64  # torch's seeds: a negative seed is read modulo 2**64, as torch.manual_seed does
 
 
 @contextlib.contextmanager
@@ -52,13 +52,18 @@ def seeded_random_state(seed: int, device: torch.device) -> Iterator[None]:
     Parameters
     ----------
     seed : int
-        The sweep's seed, in torch's range ``[-2**63, 2**64 - 1]``; numpy is
-        seeded with its two 32-bit words.
+        The sweep's seed, in torch's range ``[-2**63, 2**64 - 1]``, read
+        modulo ``2**64`` for all three (as torch reads a negative seed).
+        Python's ``random`` takes it as it is; numpy takes a key mixed from
+        it by :class:`numpy.random.SeedSequence`, since both generators are
+        the same Mersenne Twister seeded the same way from the same integer
+        (equal streams, perfectly correlated augmentations, for seed 1).
     device : torch.device
         The device the models run on (its CUDA generator is kept too).
     """
     with kept_random_state(device):
         torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed([seed & _WORD, (seed >> 32) & _WORD])
+        value = seed % _SEED_RANGE
+        random.seed(value)
+        np.random.seed(np.random.SeedSequence(value).generate_state(4))
         yield

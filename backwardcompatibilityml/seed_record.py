@@ -31,8 +31,19 @@ __all__ = ["Predictions", "predict_with_reference", "build_record", "evaluate_mo
 
 
 def default_instance_metadata(instance_id: int) -> str:
-    """Default metadata of an instance: its id as text."""
-    return str(instance_id)
+    """The metadata shown for an instance when the user gives no callback.
+
+    Parameters
+    ----------
+    instance_id : int
+        The global instance id.
+
+    Returns
+    -------
+    str
+        The id as a decimal string.
+    """
+    return str(int(instance_id))
 
 
 class Predictions:

@@ -83,15 +83,17 @@ def test_log_probabilities_of_many_rows_are_computed_class_major(avx512):
     torch.testing.assert_close(got, F.log_softmax(logits, dim=1), rtol=0, atol=2e-6)
 
 
-def test_flat_rows_of_a_feature_major_stack_are_class_major_without_a_second_copy():
-    memory = torch.randn(6, 10, 32)  # (K, C, N), as a fused linear layer writes it
+def test_flat_rows_of_a_feature_major_stack_are_class_major_where_the_softmax_is(avx512):
+    memory = torch.randn(12, 10, 32)  # (K, C, N), as a fused linear layer writes it: 384 rows
     stacked = memory.transpose(1, 2)  # (K, N, C)
     flat = _flat_rows(stacked)
-    assert flat.shape == (6 * 32, 10) and flat.stride() == (1, 6 * 32)
-    assert torch.equal(flat, stacked.reshape(6 * 32, 10))
-    row_major = torch.randn(6, 32, 10)
+    assert flat.shape == (12 * 32, 10) and flat.stride() == (1, 12 * 32)  # no second copy for the softmax
+    assert torch.equal(flat, stacked.reshape(12 * 32, 10))
+    for other in (torch.randn(6, 10, 32),  # 192 rows: the last-dimension kernel, rows end to end
+                  torch.randn(12, 16, 32),  # 16 classes fill a register
+                  torch.empty(12, 10, 32, device="meta")):  # not a CPU
+        assert _flat_rows(other.transpose(1, 2)).stride() == (other.shape[1], 1)
+    row_major = torch.randn(12, 32, 10)
     assert _flat_rows(row_major).data_ptr() == row_major.data_ptr()  # a view, as reshape gives
-    on_a_gpu = torch.empty(6, 10, 32, device="meta").transpose(1, 2)  # (not a CPU tensor: rows end to end)
-    assert _flat_rows(on_a_gpu).stride() == (10, 1)
-    column = torch.randn(6, 1, 32).transpose(1, 2)  # binary probabilities (K, N, 1): nothing to gain
-    assert _flat_rows(column).shape == (6 * 32, 1) and torch.equal(_flat_rows(column), column.reshape(6 * 32, 1))
+    column = torch.randn(12, 1, 32).transpose(1, 2)  # binary probabilities (K, N, 1)
+    assert _flat_rows(column).shape == (12 * 32, 1) and torch.equal(_flat_rows(column), column.reshape(-1, 1))

@@ -382,7 +382,8 @@ class ForgetfulExecutor(SequentialExecutor):
 
 @pytest.mark.parametrize("report_failure, words", [
     (False, "the executor 'forgetful' returned without reporting 3 of 4 trainings (lambda_c=0.0 strict-imitation"),
-    (True, "1 of 4 trainings failed; the first, lambda_c=0.0 strict-imitation: ValueError: not today"),
+    (True, "1 of 4 trainings failed and 2 were never reported; the first, lambda_c=0.0 strict-imitation: "
+           "ValueError: not today"),
 ])
 def test_an_executor_that_returns_before_every_job_finished_fails_the_sweep(tmp_path, report_failure, words):
     manager = build_manager(str(tmp_path / "s"), epochs=1, stepsize=1.0, executor=ForgetfulExecutor(report_failure))

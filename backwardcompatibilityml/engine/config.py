@@ -60,7 +60,9 @@ def state_digest(model: torch.nn.Module) -> str:
             digest.update(repr(tensor).encode())
             continue
         digest.update(str(tuple(tensor.shape)).encode())
-        raw = tensor.detach().cpu().contiguous()
+        raw = tensor.detach().cpu()
+        # A quantized tensor's values need its scales: hashed as the values it stands for.
+        raw = (raw.dequantize() if raw.is_quantized else raw).contiguous()
         # The bytes read as bytes (numpy has no bfloat16 to read the values as); the same bytes as before.
         digest.update(raw.reshape(-1).view(torch.uint8).numpy().tobytes() if raw.numel() else b"")
     return digest.hexdigest()[:16]

@@ -124,9 +124,11 @@ class _RunnerSink:
         failed = [job for job in unfinished if job in self.failed]
         if failed:
             first = failed[0]
+            silent = len(unfinished) - len(failed)
             raise UnfinishedJobsError(
-                f"{len(failed)} of {len(jobs)} trainings failed; the first, lambda_c={first.lambda_c} "
-                f"{first.family}: {self.failed[first]}")
+                f"{len(failed)} of {len(jobs)} trainings failed"
+                + (f" and {silent} were never reported" if silent else "")
+                + f"; the first, lambda_c={first.lambda_c} {first.family}: {self.failed[first]}")
         shown = ", ".join(f"lambda_c={job.lambda_c} {job.family}" for job in unfinished[:3])
         raise UnfinishedJobsError(
             f"the executor {executor!r} returned without reporting {len(unfinished)} of {len(jobs)} trainings "

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch.func import functional_call, vmap
 
+from ..class_softmax import class_major_rows
 from .fused_forward import FusedForward, fused_forward, map_structure
 
 __all__ = ["StackedModel", "RANDOMNESS"]
@@ -143,16 +144,15 @@ def _flat_rows(tensor: torch.Tensor) -> torch.Tensor:
     """``(K, N, C)`` as ``(K * N, C)`` rows; a feature-major tensor (the fused forward's) stays feature-major.
 
     A fused linear layer's output is a transposed view of ``(K, C, N)``
-    memory: its rows cannot be laid end to end without a copy. On a CPU it
-    is copied as ``(C, K * N)`` and returned transposed, so that a softmax
-    over the few classes of the usual classifier runs in PyTorch's faster
-    kernel without a second copy (see
-    :mod:`~backwardcompatibilityml.class_softmax`); a GPU's softmax wants
-    the rows laid end to end.
+    memory: its rows cannot be laid end to end without a copy. Where
+    :func:`~backwardcompatibilityml.class_softmax.log_softmax` would compute
+    these rows class-major (a CPU, few classes, many rows) they are copied
+    as ``(C, K * N)`` and returned transposed, so that the softmax needs no
+    second copy; elsewhere (a GPU, many classes) they are laid end to end.
     """
     size, rows = tensor.shape[0], tensor.shape[1]
-    if (tensor.device.type == "cpu" and tensor.dim() == 3 and tensor.shape[2] > 1 and rows > 1
-            and tensor.stride(1) == 1):
+    if (tensor.dim() == 3 and tensor.stride(1) == 1 and rows > 1
+            and class_major_rows(size * rows, tensor.shape[2], tensor.dtype, tensor.device)):
         return tensor.permute(2, 0, 1).reshape(tensor.shape[2], size * rows).t()
     return tensor.reshape(size * rows, *tensor.shape[2:])
 

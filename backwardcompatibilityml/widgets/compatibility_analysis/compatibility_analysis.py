@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from flask import Flask
 
+from backwardcompatibilityml.evaluation import default_instance_metadata
 from backwardcompatibilityml.metrics import model_accuracy
 from backwardcompatibilityml.validation import (
     check_bool,
@@ -105,20 +106,9 @@ def _bind_then_retire(folder: Any, port: Optional[int], host: str,
         raise
 
 
-def default_get_instance_metadata(instance_id: int) -> str:
-    """The metadata shown for an instance when the user gives no callback.
-
-    Parameters
-    ----------
-    instance_id : int
-        The global instance id.
-
-    Returns
-    -------
-    str
-        The id as a decimal string.
-    """
-    return str(int(instance_id))
+#: The metadata shown for an instance when the user gives no callback: the id as a decimal string (the
+#: sweep's own default, so that a sweep knows it is not a callback of the user's).
+default_get_instance_metadata = default_instance_metadata
 
 
 def render_widget_html(api_service_environment: Mapping[str, Any]) -> str:
