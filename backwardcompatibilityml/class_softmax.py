@@ -54,8 +54,7 @@ def class_major(x: torch.Tensor, dim: int) -> bool:
 
 def class_major_rows(rows: int, classes: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether :func:`log_softmax` computes ``rows`` rows of ``classes`` class-major (a 2-D ``(rows, classes)``)."""
-    element_size = torch.empty((), dtype=dtype).element_size()
-    return _faster(device, classes, rows, rows, element_size)
+    return _faster(device, classes, rows, rows, dtype.itemsize)
 
 
 def _faster(device: torch.device, classes: int, before: int, rows: int, element_size: int) -> bool:

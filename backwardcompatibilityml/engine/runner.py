@@ -16,7 +16,7 @@ import threading
 import traceback
 import uuid
 import weakref
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class _RunnerSink:
         #: The first error raised while handling an event put from another thread.
         self.error: Optional[BaseException] = None
         #: Jobs whose results were stored, and ``{job: "Type: message"}`` of those reported failed.
-        self.finished: set = set()
+        self.finished: Set[TrainingJob] = set()
         self.failed: Dict[TrainingJob, str] = {}
 
     def put(self, event: Event) -> None:
@@ -297,7 +297,7 @@ class SweepRunner:
                 self.progress.set_completed_points(0)
                 self._write_summary(RUNNING)
             self.results.set_references(context)
-            self._warn_of_shared_ids(context)
+            _warn_of_shared_ids(self.config, context)
             kept = self.results.summary_points()  # kept by a resume: one MLflow run holds them all
             if self._tracker is not None and kept:
                 values = self.config.lambda_c_values
@@ -351,21 +351,6 @@ class SweepRunner:
         if interrupted is not None:
             raise interrupted
 
-    def _warn_of_shared_ids(self, context: PreparedContext) -> None:
-        """Warn when an instance id names an instance of both datasets and callbacks are asked by id alone."""
-        training, testing = (context.references[name].ids for name in DATASETS)
-        shared = np.intersect1d(training, testing, assume_unique=True)
-        custom = [name for name, given in (
-            ("get_instance_image_by_id", self.config.get_instance_image_by_id is not None),
-            ("get_instance_metadata", self.config.get_instance_metadata is not default_instance_metadata),
-        ) if given]
-        if shared.size and custom:
-            logger.warning(
-                "%d instance ids (such as %d) name an instance of the training set and one of the testing set; "
-                "%s is called with the id alone and cannot tell them apart (batches of (inputs, targets) pairs "
-                "are numbered from 0 in each set): give batches (instance_ids, inputs, targets) with ids of "
-                "their own", shared.size, int(shared[0]), " and ".join(custom))
-
     def _units_per_job(self, context: PreparedContext) -> int:
         """Batches of one job: its training epochs, then one evaluation pass over each dataset as read."""
         evaluated = sum(count_batches(context.dataset(name)) for name in DATASETS)
@@ -402,6 +387,22 @@ class SweepRunner:
                 self._bar.close()
             finally:
                 self._bar = None
+
+
+def _warn_of_shared_ids(config: SweepConfig, context: PreparedContext) -> None:
+    """Warn when an instance id names an instance of both datasets and callbacks are asked by id alone."""
+    training, testing = (context.references[name].ids for name in DATASETS)
+    shared = np.intersect1d(training, testing, assume_unique=True)
+    custom = [name for name, given in (
+        ("get_instance_image_by_id", config.get_instance_image_by_id is not None),
+        ("get_instance_metadata", config.get_instance_metadata is not default_instance_metadata),
+    ) if given]
+    if shared.size and custom:
+        logger.warning(
+            "%d instance ids (such as %d) name an instance of the training set and one of the testing set; "
+            "%s is called with the id alone and cannot tell them apart (batches of (inputs, targets) pairs "
+            "are numbered from 0 in each set): give batches (instance_ids, inputs, targets) with ids of "
+            "their own", shared.size, int(shared[0]), " and ".join(custom))
 
 
 def _progress_bar(total_units: int, total_jobs: int, jobs_left: int) -> Any:
