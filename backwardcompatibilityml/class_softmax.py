@@ -13,18 +13,26 @@ then took 35 us and 199 us, copies included.
 ``F.log_softmax(x, dim=-1)`` does, and return the same values (to rounding);
 on a CPU, with fewer classes than a register holds and at least
 :data:`MIN_ROWS` rows, they compute them class-major and return a
-transposed view. Elsewhere (a GPU, many classes, few rows, an unmeasured
+permuted view. Elsewhere (a GPU, many classes, few rows, an unmeasured
 instruction set) they call PyTorch's function as it is.
+
+Class-major means with the classes leading and every row behind them: one
+copy of ``x`` as ``(C, rows)``. A tensor already held class-major within
+each leading index (a ``(K, N, C)`` transposed view of ``(K, C, N)`` memory,
+as the vectorized executor's fused layers write it) is computed in place
+where ``N`` fills a register: no copy. The backward pass is fastest when
+the incoming gradient has the output's layout (see :func:`laid_out_as`).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["log_softmax", "softmax", "class_major", "class_major_rows", "MIN_ROWS"]
+__all__ = ["log_softmax", "softmax", "class_major", "class_major_rows", "laid_out_as", "MIN_ROWS"]
 
 #: Fewest rows for which the class-major layout is used: at 256 rows of 7 to 15 classes it was already
 #: 1.3x to 2x faster (forward and backward, one thread), at 32 to 128 rows about as fast or slower.
@@ -43,25 +51,52 @@ def class_major(x: torch.Tensor, dim: int) -> bool:
     """Whether a softmax of ``x`` over ``dim`` is faster computed with the class dimension leading.
 
     True on a CPU when ``dim`` is the last of at least two dimensions, the
-    classes fill less than one SIMD register, the dimension before them
-    fills at least one (the kernel then vectorises along it) and there are
-    at least :data:`MIN_ROWS` rows (positions along every other dimension).
+    classes fill less than one SIMD register and there are at least
+    :data:`MIN_ROWS` rows (positions along every other dimension).
     """
     if x.dim() < 2 or dim not in (-1, x.dim() - 1):
         return False
-    return _faster(x.device, x.shape[-1], x.shape[-2], x.numel() // max(1, x.shape[-1]), x.element_size())
+    return _faster(x.device, x.shape[-1], x.numel() // max(1, x.shape[-1]), x.element_size())
 
 
 def class_major_rows(rows: int, classes: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether :func:`log_softmax` computes ``rows`` rows of ``classes`` class-major (a 2-D ``(rows, classes)``)."""
-    return _faster(device, classes, rows, rows, dtype.itemsize)
+    return _faster(device, classes, rows, dtype.itemsize)
 
 
-def _faster(device: torch.device, classes: int, before: int, rows: int, element_size: int) -> bool:
-    """The rule of :func:`class_major`; ``before`` is the size of the dimension before the classes."""
-    register = _register_bytes()
-    return (device.type == "cpu" and 0 < classes * element_size < register <= before * element_size
-            and rows >= MIN_ROWS)
+def _faster(device: torch.device, classes: int, rows: int, element_size: int) -> bool:
+    """The rule of :func:`class_major`."""
+    return device.type == "cpu" and 0 < classes * element_size < _register_bytes() and rows >= MIN_ROWS
+
+
+def _classes_leading(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    """``x`` ``(..., C)`` as a view with the classes before the rows, and the classes' dimension in it.
+
+    The kernel vectorises along the dimensions behind the classes: where
+    ``x`` is already class-major within each leading index and the
+    dimension before the classes fills a register, the transposed view is
+    used as it is (no copy); otherwise the classes are moved to the front,
+    so that all rows lie behind them (the kernel copies them once).
+    """
+    swapped = x.transpose(-1, -2)
+    if swapped.is_contiguous() and x.shape[-2] * x.element_size() >= _register_bytes():
+        return swapped, -2
+    return x.movedim(-1, 0), 0
+
+
+def laid_out_as(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with the memory layout of ``like`` (same shape): itself when the strides agree, else a copy.
+
+    The gradient of a class-major softmax's output reaches its backward in
+    the layout of what multiplied it (a loss's weights); laid out as the
+    output, the backward reads it without a copy.
+    """
+    if tensor.shape != like.shape:
+        raise ValueError(f"tensor of shape {tuple(tensor.shape)} cannot take the layout of shape {tuple(like.shape)}")
+    if tensor.stride() == like.stride():
+        return tensor
+    laid_out = torch.empty_like(like, dtype=tensor.dtype)  # like's strides where like is dense, else contiguous
+    return tensor if laid_out.stride() == tensor.stride() else laid_out.copy_(tensor)
 
 
 def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -77,15 +112,17 @@ def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Returns
     -------
     Tensor
-        Of ``x``'s shape; a transposed (non-contiguous) view when computed class-major.
+        Of ``x``'s shape; a permuted (non-contiguous) view when computed class-major.
     """
     if class_major(x, dim):
-        return F.log_softmax(x.transpose(-1, -2), dim=-2).transpose(-1, -2)
+        leading, at = _classes_leading(x)
+        return F.log_softmax(leading, dim=at).movedim(at, -1)
     return F.log_softmax(x, dim=dim)
 
 
 def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``F.softmax(x, dim)``, computed class-major where :func:`class_major` says so (see :func:`log_softmax`)."""
     if class_major(x, dim):
-        return F.softmax(x.transpose(-1, -2), dim=-2).transpose(-1, -2)
+        leading, at = _classes_leading(x)
+        return F.softmax(leading, dim=at).movedim(at, -1)
     return F.softmax(x, dim=dim)

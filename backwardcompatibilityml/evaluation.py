@@ -113,7 +113,7 @@ def measure_performance(
 
 
 def labels_and_confidences(
-    output: Any, discriminant_pivot: float = 0.5, name: str = "model"
+    output: Any, discriminant_pivot: float = 0.5, name: str = "model", *, members: bool = False
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Predicted labels, the probability of each predicted label, and whether any output is NaN.
 
@@ -125,6 +125,9 @@ def labels_and_confidences(
         Threshold of binary models.
     name : str
         Name of the model for error messages.
+    members : bool, default False
+        ``output`` holds K stacked models' outputs (see :mod:`~backwardcompatibilityml.outputs`):
+        labels and confidences are then ``(K, N)``.
 
     Returns
     -------
@@ -135,14 +138,14 @@ def labels_and_confidences(
     has_nan : Tensor
         A boolean scalar (on the output's device, so that reading it can wait).
     """
-    if is_binary_output(output):
-        probabilities = binary_probabilities(output, name)
+    if is_binary_output(output, members=members):
+        probabilities = binary_probabilities(output, name, members=members)
         labels = (probabilities > discriminant_pivot).long()
         confidences = torch.where(labels == 1, probabilities, 1.0 - probabilities)
         has_nan = torch.isnan(probabilities).any()
     else:
-        log_probs = log_probabilities(output, name)
-        best, labels = log_probs.max(dim=1)
+        log_probs = log_probabilities(output, name, members=members)
+        best, labels = log_probs.max(dim=-1)
         confidences = best.exp()
         has_nan = torch.isnan(best).any()  # max propagates NaN: a row with one NaN has a NaN maximum
     return labels.long(), confidences.float(), has_nan

@@ -8,7 +8,10 @@ Models may return
   middle element of such a triple.
 
 Every module of the package goes through the two functions below, so that one
-place decides how a model output is read.
+place decides how a model output is read. With ``members=True`` they read the
+outputs of K models stacked along a leading dimension (``(K, N, C)`` logits,
+``(K, N)`` or ``(K, N, 1)`` probabilities), as the vectorized executor
+computes them, and return ``(K, N, ...)``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ def validate_output(output: Any, name: str = "model") -> Any:
     return output
 
 
-def log_probabilities(output: Any, name: str = "model") -> torch.Tensor:
+def _shape_text(members: bool, *dims: str) -> str:
+    """``"(N, C)"``, with a leading ``K`` for members; a single dimension reads ``"(N,)"``."""
+    names = (("K",) if members else ()) + dims
+    return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+
+def log_probabilities(output: Any, name: str = "model", *, members: bool = False) -> torch.Tensor:
     """Log-probabilities of shape ``(N, C)`` from a multi-class model output.
 
     A single tensor is read as logits and passed through ``log_softmax``; this
@@ -61,23 +70,27 @@ def log_probabilities(output: Any, name: str = "model") -> torch.Tensor:
         What the model returned.
     name : str
         Name of the model, used in error messages (``"h1"``, ``"h2"``).
+    members : bool, default False
+        ``output`` holds K stacked models' outputs, ``(K, N, C)``; so does the result.
     """
+    rank = 3 if members else 2
     if isinstance(output, torch.Tensor):
-        if output.dim() != 2:
+        if output.dim() != rank:
             raise TypeError(
-                f"{name} must return logits of shape (N, C) for a multi-class loss; "
+                f"{name} must return logits of shape {_shape_text(members, 'N', 'C')} for a multi-class loss; "
                 f"it returned shape {tuple(output.shape)}"
             )
-        return log_softmax(output, dim=1)
+        return log_softmax(output, dim=-1)
     log_probs = _pick(output, 2, name)
-    if log_probs.dim() != 2:
+    if log_probs.dim() != rank:
         raise TypeError(
-            f"{name} returned log_softmax of shape {tuple(log_probs.shape)}; expected (N, C)"
+            f"{name} returned log_softmax of shape {tuple(log_probs.shape)}; "
+            f"expected {_shape_text(members, 'N', 'C')}"
         )
     return log_probs
 
 
-def binary_probabilities(output: Any, name: str = "model") -> torch.Tensor:
+def binary_probabilities(output: Any, name: str = "model", *, members: bool = False) -> torch.Tensor:
     """Probabilities of the positive class, shape ``(N,)``, from a binary model.
 
     Parameters
@@ -87,22 +100,26 @@ def binary_probabilities(output: Any, name: str = "model") -> torch.Tensor:
         element holds them.
     name : str
         Name of the model, used in error messages.
+    members : bool, default False
+        ``output`` holds K stacked models' outputs, ``(K, N)`` or ``(K, N, 1)``; the result is ``(K, N)``.
     """
+    rank = 2 if members else 1
     probs = _pick(output, 1, name)
-    if probs.dim() == 2 and probs.shape[1] == 1:
-        probs = probs[:, 0]
-    if probs.dim() != 1:
+    if probs.dim() == rank + 1 and probs.shape[-1] == 1:
+        probs = probs[..., 0]
+    if probs.dim() != rank:
         raise TypeError(
-            f"{name} must return probabilities of shape (N,) or (N, 1) for a binary loss; "
-            f"it returned shape {tuple(probs.shape)}"
+            f"{name} must return probabilities of shape {_shape_text(members, 'N')} or "
+            f"{_shape_text(members, 'N', '1')} for a binary loss; it returned shape {tuple(probs.shape)}"
         )
     return probs
 
 
-def is_binary_output(output: Any) -> bool:
-    """Whether a model output looks like binary probabilities (``(N,)`` or ``(N, 1)``)."""
+def is_binary_output(output: Any, *, members: bool = False) -> bool:
+    """Whether a model output looks like binary probabilities (``(N,)`` or ``(N, 1)``; with ``members``, a leading K)."""
     tensor = output if isinstance(output, torch.Tensor) else _pick(output, 1, "model")
-    return tensor.dim() == 1 or (tensor.dim() == 2 and tensor.shape[1] == 1)
+    rank = tensor.dim() - (1 if members else 0)
+    return rank == 1 or (rank == 2 and tensor.shape[-1] == 1)
 
 
 def predicted_labels(output: Any, discriminant_pivot: float = 0.5, name: str = "model") -> torch.Tensor:

@@ -3,8 +3,8 @@
 For each shape, one thread, best of ``--repeats`` timings of ``--calls`` calls
 each: the forward alone and forward with backward (a weighted sum as the
 loss), with ``F.log_softmax(x, dim=-1)`` and with the class-major form
-``F.log_softmax(x.transpose(-1, -2), dim=-2).transpose(-1, -2)`` (copies
-included). The ratio is last-dimension time over class-major time (above 1:
+``F.log_softmax(x.movedim(-1, 0), dim=0).movedim(0, -1)`` (every row behind
+the classes; the copy included). The ratio is last-dimension time over class-major time (above 1:
 class-major is faster); the last column says which one
 ``backwardcompatibilityml.class_softmax.log_softmax`` takes on this machine.
 
@@ -32,7 +32,7 @@ def last_dim(x: torch.Tensor) -> torch.Tensor:
 
 
 def class_major(x: torch.Tensor) -> torch.Tensor:
-    return F.log_softmax(x.transpose(-1, -2), dim=-2).transpose(-1, -2)
+    return F.log_softmax(x.movedim(-1, 0), dim=0).movedim(0, -1)
 
 
 def best_time(function, repeats: int, calls: int) -> float:

@@ -5,10 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from backwardcompatibilityml import class_softmax
 from backwardcompatibilityml.engine.stacking import _flat_rows
 from backwardcompatibilityml.outputs import log_probabilities
+
+
+class KernelInputs(TorchDispatchMode):
+    """The tensors handed to ATen's softmax kernels inside the ``with`` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten._log_softmax.default, torch.ops.aten._softmax.default):
+            self.inputs.append(args[0])
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture
@@ -22,8 +36,8 @@ PAIRS = [(class_softmax.log_softmax, F.log_softmax), (class_softmax.softmax, F.s
 
 @pytest.mark.parametrize("ours, torchs", PAIRS)
 @pytest.mark.parametrize("shape, layout", [
-    ((1344, 10), "rows"), ((300, 3), "rows"), ((256, 15), "rows"), ((42, 32, 10), "rows"),
-    ((42, 32, 10), "feature-major"), ((1344, 10), "feature-major"),
+    ((1344, 10), "rows"), ((300, 3), "rows"), ((256, 15), "rows"), ((42, 32, 10), "rows"), ((336, 4, 10), "rows"),
+    ((42, 32, 10), "feature-major"), ((1344, 10), "feature-major"), ((42, 8, 10), "feature-major"),
 ])
 def test_class_major_values_and_gradients_equal_torchs(avx512, ours, torchs, shape, layout):
     torch.manual_seed(0)
@@ -47,7 +61,6 @@ def test_class_major_values_and_gradients_equal_torchs(avx512, ours, torchs, sha
     (torch.randn(1344, 10, dtype=torch.float64), 1, "10 float64 classes fill it"),
     (torch.randn(1344, 10), 0, "not the last dimension"),
     (torch.randn(42, 10, 32), 1, "not the last dimension (3-D)"),
-    (torch.randn(336, 4, 10), 2, "4 rows before the classes fill no register"),
     (torch.randn(1344), 0, "one dimension"),
     (torch.randn(1344, 10, device="meta"), 1, "not on the CPU"),
 ])
@@ -57,6 +70,44 @@ def test_torchs_layout_is_kept_where_it_is_as_fast(avx512, tensor, dim, why):
         got = class_softmax.log_softmax(tensor, dim=dim)
         assert torch.equal(got, F.log_softmax(tensor, dim=dim)) and got.stride() == F.log_softmax(
             tensor, dim=dim).stride()
+
+
+@pytest.mark.parametrize("shape, layout, expected_stride", [
+    # Class-major within each member and 32 rows fill a register: computed in place, in the (K, C, N) memory.
+    ((42, 32, 10), "feature-major", (320, 1, 32)),
+    # 8 rows fill half a register: the classes go first, every row behind them (one copy, (C, K, N)).
+    ((42, 8, 10), "feature-major", (8, 1, 336)),
+    ((42, 32, 10), "rows", (32, 1, 1344)),
+    ((1344, 10), "rows", (1, 1344)),
+])
+def test_the_class_major_layout_puts_every_row_behind_the_classes(avx512, shape, layout, expected_stride):
+    x = torch.randn(*shape)
+    if layout == "feature-major":
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    for function in (class_softmax.log_softmax, class_softmax.softmax):
+        with KernelInputs() as kernel:
+            got = function(x, dim=-1)
+        assert got.stride() == expected_stride
+        (given,) = kernel.inputs
+        # Where x is class-major per member, the kernel reads x's own memory as it is (contiguous: no
+        # copy); elsewhere it is handed a permuted view with the classes first (the kernel copies it).
+        in_place = (layout, shape[1]) == ("feature-major", 32)
+        assert given.is_contiguous() == in_place and given.data_ptr() == x.data_ptr()
+        assert given.shape[0 if not in_place else 1] == shape[-1]  # the classes' dimension it reduces
+
+
+def test_laid_out_as_copies_only_when_the_strides_differ():
+    like = torch.randn(4, 10, 32).transpose(1, 2)  # (K, N, C) over (K, C, N) memory
+    rows = torch.randn(4, 32, 10)
+    got = class_softmax.laid_out_as(rows, like)
+    assert got.stride() == like.stride() and torch.equal(got, rows) and got.data_ptr() != rows.data_ptr()
+    assert class_softmax.laid_out_as(got, like) is got
+    double = class_softmax.laid_out_as(rows.double(), like)
+    assert double.dtype == torch.float64 and double.stride() == like.stride()  # the tensor's dtype is kept
+    expanded = torch.randn(4, 1, 10).expand(4, 32, 10)  # not dense: nothing to copy towards
+    assert class_softmax.laid_out_as(rows, expanded) is rows
+    with pytest.raises(ValueError, match=r"shape \(4, 32, 10\) cannot take the layout of shape \(4, 10, 32\)"):
+        class_softmax.laid_out_as(rows, rows.transpose(1, 2))
 
 
 def test_an_unmeasured_instruction_set_keeps_torchs_layout(monkeypatch):

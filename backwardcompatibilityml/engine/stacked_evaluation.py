@@ -52,7 +52,9 @@ def evaluate_stacked(
         If a dataset no longer yields the instances of its reference (every member fails alike).
     """
     # Row by row (labels, confidences): NaN is read from the confidences, which a NaN output always reaches.
-    head = stacked.stacked_forward(lambda output: labels_and_confidences(output, discriminant_pivot, "h2")[:2])
+    head = stacked.stacked_forward(
+        lambda output: labels_and_confidences(output, discriminant_pivot, "h2")[:2],
+        lambda outputs: labels_and_confidences(outputs, discriminant_pivot, "h2", members=True)[:2])
     outputs: Dict[int, Dict[str, H2Outputs]] = {k: {} for k in members}
     failures: Dict[int, BaseException] = {}
     needs_model = getattr(context.performance_metric, "from_predictions", None) is None
@@ -61,9 +63,10 @@ def evaluate_stacked(
         live = [k for k in members if k not in failures]
         if not live:
             break
+        batch_done = BatchDone(tuple(jobs[k] for k in live))  # one event object for every batch
         predictions, confidences, has_nan = _predict(
             stacked, head, context.dataset(name), context.references[name], context.device,
-            lambda: sink.put(BatchDone(tuple(jobs[k] for k in live))), should_stop,
+            lambda: sink.put(batch_done), should_stop,
         )
         for k in live:
             if has_nan[k]:

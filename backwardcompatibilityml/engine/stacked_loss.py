@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from ..class_softmax import laid_out_as
 from ..evaluation import DatasetReference, RowAlignedOutputs
 from ..loss.functional import member_weights, stacked_compatibility_loss
 from ..loss.linear_form import (
@@ -15,12 +16,26 @@ from ..loss.linear_form import (
 )
 from .jobs import TrainingJob
 
-__all__ = ["StackedLoss", "by_family", "TABLE_LIMIT_BYTES", "KEPT_LIMIT_BYTES"]
+__all__ = ["StackedLoss", "by_family", "non_finite_members", "TABLE_LIMIT_BYTES", "KEPT_LIMIT_BYTES"]
 
 #: Largest table of per-instance coefficients (``3 * n * C`` values) kept for a training set.
 TABLE_LIMIT_BYTES = 256 * 2 ** 20
 #: Most bytes of per-batch weights (``K * N * C`` values a batch) kept for the next epochs.
 KEPT_LIMIT_BYTES = 256 * 2 ** 20
+
+
+def non_finite_members(numbers: List[float], members: Optional[Sequence[int]] = None) -> List[int]:
+    """The indices among ``members`` (default: all) whose number is NaN or infinite.
+
+    One sum checks them all: NaN and infinities carry into it, so a finite
+    sum clears every member without a Python loop over K of them (a sum that
+    overflows only makes the members be checked one by one).
+    """
+    if members is None or len(members) == len(numbers):
+        if math.isfinite(sum(numbers)):
+            return []
+        members = range(len(numbers)) if members is None else members
+    return [k for k in members if not math.isfinite(numbers[k])]
 
 
 def by_family(jobs: Sequence[TrainingJob]) -> List[TrainingJob]:
@@ -95,7 +110,7 @@ class StackedLoss:
         #: ``(K, 2)`` lambda_c by family when the linear form applies, else None.
         self.lambdas: Optional[torch.Tensor] = None
         self.table: Optional[InstanceCoefficients] = None
-        self._kept: Dict[bytes, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+        self._kept: Dict[Tuple[bytes, Tuple[int, ...]], Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         self._kept_bytes = 0
         if shared and first["base"] in LINEAR_BASES and first["reduction"] in LINEAR_REDUCTIONS:
             self.lambdas = family_lambdas([job.lambda_c for job in jobs], [computes[job.family] for job in jobs],
@@ -166,24 +181,30 @@ class StackedLoss:
         if h2_out.shape[1] != targets.shape[0]:
             raise ValueError(f"h2 returned {h2_out.shape[1]} rows for a batch of {targets.shape[0]} targets")
         if self.lambdas is not None:
-            values = linear_form_loss(h2_out, *self._weights(ids, targets, inputs, h1_output))
+            values = linear_form_loss(h2_out, *self._weights(ids, targets, inputs, h1_output, h2_out))
             numbers = values.detach().cpu().tolist()
-            if all(math.isfinite(numbers[k]) for k in (range(self.size) if live is None else live)):
+            if not non_finite_members(numbers, live):
                 return values, numbers
         values = self._term_by_term(h2_out, ids, targets, inputs, h1_output)
         return values, values.detach().cpu().tolist()
 
-    def _weights(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any,
-                 h1_output: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The linear form's weights and offsets of a batch, kept by its ids for the next epochs."""
+    def _weights(self, ids: Optional[torch.Tensor], targets: torch.Tensor, inputs: Any, h1_output: Any,
+                 like: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The linear form's weights and offsets of a batch, kept by its ids for the next epochs.
+
+        The weights take the memory layout of ``like`` (h2's log-probabilities):
+        the gradient that reaches the softmax is the weights, and in its
+        output's layout the softmax's backward reads it without a copy.
+        """
         key = None
         if ids is not None and h1_output is None:
-            key = ids.detach().cpu().numpy().tobytes()
+            key = (ids.detach().cpu().numpy().tobytes(), like.stride())
             known = self._kept.get(key)
             if known is not None:
                 return known
-        found = linear_weights(self._instances(ids, targets, inputs, h1_output), self.lambdas,
-                               reduction=self.reduction)
+        weights, offsets = linear_weights(self._instances(ids, targets, inputs, h1_output), self.lambdas,
+                                          reduction=self.reduction)
+        found = (laid_out_as(weights, like), offsets)
         size = found[0].numel() * found[0].element_size()
         if key is not None and self._kept_bytes + size <= KEPT_LIMIT_BYTES:
             self._kept[key] = found

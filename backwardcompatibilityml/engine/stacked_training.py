@@ -12,7 +12,6 @@ the same update as K separate optimizers.
 
 from __future__ import annotations
 
-import math
 import traceback
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
@@ -24,7 +23,7 @@ from .context import PreparedContext
 from .errors import public_error_message
 from .events import EventSink, JobFailed, StepDone
 from .jobs import TrainingJob
-from .stacked_loss import StackedLoss
+from .stacked_loss import StackedLoss, non_finite_members
 from .stacking import StackedModel
 
 __all__ = ["train_stacked", "job_failed"]
@@ -65,9 +64,11 @@ def train_stacked(
     member_losses = StackedLoss(jobs, losses, device, dtype if dtype.is_floating_point else torch.float32,
                                 reference=context.references["training"])
     adapt = next(iter(losses.values())).adapt
-    forward = stacked.stacked_forward(lambda output: adapt(output, "h2"))
+    forward = stacked.stacked_forward(lambda output: adapt(output, "h2"),
+                                      lambda outputs: adapt(outputs, "h2", members=True))
     alive = torch.ones(len(jobs), dtype=torch.bool, device=device)
     alive_jobs = list(range(len(jobs)))
+    all_jobs = tuple(jobs)
     failures = {} if failures is None else failures
     stacked.train(True)
     try:
@@ -84,18 +85,20 @@ def train_stacked(
                 total.sum().backward()
                 optimizer.step()
                 step += 1
-                for k in list(alive_jobs):
-                    if not math.isfinite(numbers[k]):
-                        failures[k] = NonFiniteLossError(
-                            f"the training loss became {numbers[k]} at epoch {epoch + 1}, step {step} "
-                            f"(lambda_c={jobs[k].lambda_c}); try a smaller learning rate"
-                        )
-                        sink.put(job_failed(jobs[k], failures[k]))
-                        alive_jobs.remove(k)
-                        alive[k] = False
+                for k in non_finite_members(numbers, alive_jobs):
+                    failures[k] = NonFiniteLossError(
+                        f"the training loss became {numbers[k]} at epoch {epoch + 1}, step {step} "
+                        f"(lambda_c={jobs[k].lambda_c}); try a smaller learning rate"
+                    )
+                    sink.put(job_failed(jobs[k], failures[k]))
+                    alive_jobs.remove(k)
+                    alive[k] = False
                 if not alive_jobs:
                     return failures
-                sink.put(StepDone(tuple(jobs[k] for k in alive_jobs), tuple(numbers[k] for k in alive_jobs)))
+                if len(alive_jobs) == len(jobs):
+                    sink.put(StepDone(all_jobs, tuple(numbers)))
+                else:
+                    sink.put(StepDone(tuple(jobs[k] for k in alive_jobs), tuple(numbers[k] for k in alive_jobs)))
     finally:
         stacked.train(False)
         optimizer.zero_grad(set_to_none=True)

@@ -72,7 +72,8 @@ class StackedModel:
         self.fused: Optional[FusedForward] = fused_forward(self.module) if fused else None
 
     # -- running ------------------------------------------------------------------------
-    def stacked_forward(self, head: Callable[[Any], Any]) -> Callable[..., Any]:
+    def stacked_forward(self, head: Callable[[Any], Any],
+                        stacked_head: Optional[Callable[[Any], Any]] = None) -> Callable[..., Any]:
         """A function ``(params, buffers, inputs) -> head(member output)`` stacked over the members.
 
         ``head`` turns a model output into tensors **row by row**: row ``i``
@@ -82,10 +83,19 @@ class StackedModel:
         the K members' rows are laid end to end as one batch of ``K * N``
         rows and the results are split back, which saves vmap's cost per call.
         Every tensor returned has a leading dimension K.
+
+        ``stacked_head``, when given, does what ``head`` does for all members
+        at once: it takes the outputs with their leading dimension K and
+        returns ``(K, N, ...)`` tensors. The fused forward then hands it the
+        members' outputs as they are, in the fused layers' feature-major
+        layout, instead of copying their rows end to end (vmap still runs
+        ``head``).
         """
         module = self.module
         fused = self.fused
         if fused is not None:
+            if stacked_head is not None:
+                return lambda params, buffers, inputs: stacked_head(fused(params, inputs))
             return lambda params, buffers, inputs: _rows_by_member(head, fused(params, inputs))
 
         def member(params: Dict[str, torch.Tensor], buffers: Dict[str, torch.Tensor], inputs: Any) -> Any:

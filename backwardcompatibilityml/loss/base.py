@@ -173,11 +173,15 @@ class CompatibilityLoss(nn.Module):
         return target.long()
 
     # -- the shared forward ------------------------------------------------------
-    def adapt(self, output: Any, name: str) -> torch.Tensor:
-        """Read a model output as this loss needs it (log-probabilities or probabilities)."""
+    def adapt(self, output: Any, name: str, *, members: bool = False) -> torch.Tensor:
+        """Read a model output as this loss needs it (log-probabilities or probabilities).
+
+        With ``members=True``, ``output`` holds K stacked models' outputs and the
+        result has a leading dimension K (see :mod:`~backwardcompatibilityml.outputs`).
+        """
         if self.binary:
-            return binary_probabilities(output, name)
-        return log_probabilities(output, name)
+            return binary_probabilities(output, name, members=members)
+        return log_probabilities(output, name, members=members)
 
     def support(self, h1_out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the instances h1 classifies correctly."""
