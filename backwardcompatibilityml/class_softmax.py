@@ -85,17 +85,36 @@ def _classes_leading(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
 
 
 def laid_out_as(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with the memory layout of ``like`` (same shape): itself when the strides agree, else a copy.
+    """``tensor`` with the memory layout (strides) of ``like``, copied only where that changes the layout.
 
     The gradient of a class-major softmax's output reaches its backward in
     the layout of what multiplied it (a loss's weights); laid out as the
     output, the backward reads it without a copy.
+
+    Parameters
+    ----------
+    tensor : Tensor
+        The values; their dtype and device are kept.
+    like : Tensor
+        Of the same shape: the layout to take.
+
+    Returns
+    -------
+    Tensor
+        ``tensor`` itself when its strides are ``like``'s, or when ``like``
+        has no dense layout to copy towards (an expanded view); else a copy
+        with ``like``'s strides.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
     """
     if tensor.shape != like.shape:
         raise ValueError(f"tensor of shape {tuple(tensor.shape)} cannot take the layout of shape {tuple(like.shape)}")
     if tensor.stride() == like.stride():
         return tensor
-    laid_out = torch.empty_like(like, dtype=tensor.dtype)  # like's strides where like is dense, else contiguous
+    laid_out = torch.empty_like(like, dtype=tensor.dtype, device=tensor.device)  # like's strides where it is dense
     return tensor if laid_out.stride() == tensor.stride() else laid_out.copy_(tensor)
 
 

@@ -126,17 +126,18 @@ def labels_and_confidences(
     name : str
         Name of the model for error messages.
     members : bool, default False
-        ``output`` holds K stacked models' outputs (see :mod:`~backwardcompatibilityml.outputs`):
-        labels and confidences are then ``(K, N)``.
+        ``output`` holds K stacked models' outputs (see :mod:`~backwardcompatibilityml.outputs`).
 
     Returns
     -------
     labels : Tensor
-        ``int64``, shape ``(N,)``.
+        ``int64``, shape ``(N,)`` (``(K, N)`` with ``members``).
     confidences : Tensor
-        ``float32``, shape ``(N,)``: the probability the model gives its predicted label.
+        ``float32``, shape ``(N,)`` (``(K, N)`` with ``members``): the probability the model gives
+        its predicted label. A NaN output gives a NaN confidence in its own row (and member).
     has_nan : Tensor
-        A boolean scalar (on the output's device, so that reading it can wait).
+        A boolean scalar, whether any output is NaN (of any member), on the output's device
+        so that reading it can wait.
     """
     if is_binary_output(output, members=members):
         probabilities = binary_probabilities(output, name, members=members)

@@ -75,6 +75,32 @@ def main() -> None:
         used = "class-major" if class_softmax.class_major(x, -1) else "last-dim"
         print(f"   {str(shape):>14} {f_last:>14.1f} {f_major:>12.1f} {f_last / f_major:>5.2f}x   {b_last:>14.1f} "
               f"{b_major:>12.1f} {b_last / b_major:>5.2f}x   {used:>11}", flush=True)
+    fused_layout(args.repeats, args.calls)
+
+
+def fused_layout(repeats: int, calls: int) -> None:
+    """The vectorized executor's case: logits ``(K, N, C)`` over ``(K, C, N)`` memory, as its fused layers write them.
+
+    ``class_softmax.log_softmax`` reads that memory in place; its backward is
+    timed with the loss's weights laid out as rows (contiguous ``(K, N, C)``)
+    and as the output (``class_softmax.laid_out_as``, what the stacked loss
+    keeps). Forward and backward of a weighted sum, as in 'fwd+bwd' above.
+    """
+    print("\n   fused layers' layout, (K, N, C) over (K, C, N) memory: forward and backward of class_softmax.log_softmax")
+    print(f"   {'shape':>14} {'weights as rows':>16} {'as the output':>14} {'ratio':>6}")
+    for shape in [(42, 32, 10), (42, 8, 10), (10, 32, 10)]:
+        torch.manual_seed(0)
+        leaf = torch.randn(shape[0], shape[2], shape[1]).requires_grad_()  # (K, C, N)
+        rows = torch.randn(*shape)
+        with torch.no_grad():
+            as_output = class_softmax.laid_out_as(rows, class_softmax.log_softmax(leaf.transpose(1, 2), dim=-1))
+        timings = []
+        for weights in (rows, as_output):
+            def forward_backward(weights=weights):
+                (class_softmax.log_softmax(leaf.transpose(1, 2), dim=-1) * weights).sum().backward()
+
+            timings.append(best_time(forward_backward, repeats, calls))
+        print(f"   {str(shape):>14} {timings[0]:>16.1f} {timings[1]:>14.1f} {timings[0] / timings[1]:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

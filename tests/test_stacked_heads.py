@@ -56,9 +56,14 @@ def test_binary_probabilities_of_members_equal_each_members(shape):
         binary_probabilities(torch.rand(K, N, 2), "h2")
 
 
+def triple(logits):
+    return logits, logits.softmax(-1), logits.log_softmax(-1)
+
+
 @pytest.mark.parametrize("output", [
     torch.randn(K, N, C),
     torch.randn(K, C, N).transpose(1, 2),  # feature-major, as the fused layers give
+    triple(torch.randn(K, N, C)),
     torch.rand(K, N),
     torch.rand(K, N, 1),
 ])
@@ -69,13 +74,20 @@ def test_labels_and_confidences_of_members_equal_each_members(output):
     assert torch.equal(labels, want_labels)
     torch.testing.assert_close(confidences, want_confidences, rtol=0, atol=1e-6)
     assert has_nan.item() is False and not want_nan.any()
-    output = output.clone()
-    output[2, 3] = float("nan")
-    assert labels_and_confidences(output, 0.5, "h2", members=True)[2].item() is True
+    # A NaN output of member 2 shows in member 2's confidences alone (the executor reads it there).
+    with_nan = tuple(t.clone() for t in output) if isinstance(output, tuple) else output.clone()
+    for t in (with_nan if isinstance(with_nan, tuple) else (with_nan,)):
+        t[2, 3] = float("nan")
+    _labels, confidences, has_nan = labels_and_confidences(with_nan, 0.5, "h2", members=True)
+    assert has_nan.item() is True
+    assert torch.isnan(confidences).any(dim=1).tolist() == [False, False, True, False]
 
 
-def test_the_fused_forward_hands_the_stacked_head_its_outputs_unflattened():
-    stacked = StackedModel(MLP(8, 6, C), K, torch.device("cpu"), fused=True)
+def test_the_fused_forward_hands_the_stacked_head_its_outputs_unflattened(monkeypatch):
+    """8 members x 40 rows: enough rows for the class-major softmax (forced on, whatever this CPU)."""
+    monkeypatch.setattr(class_softmax, "_register_bytes", lambda: 64)
+    members, rows = 8, 40
+    stacked = StackedModel(MLP(8, 6, C), members, torch.device("cpu"), fused=True)
     assert stacked.fused is not None
     seen = []
 
@@ -83,14 +95,15 @@ def test_the_fused_forward_hands_the_stacked_head_its_outputs_unflattened():
         seen.append(outputs)
         return log_probabilities(outputs, "h2", members=True)
 
-    x = torch.randn(N, 8)
+    x = torch.randn(rows, 8)
     row_wise = stacked.stacked_forward(lambda output: log_probabilities(output, "h2"))
     both = stacked.stacked_forward(lambda output: log_probabilities(output, "h2"), stacked_head)
     got = both(stacked.params, stacked.buffers, x)
     (outputs,) = seen
-    assert outputs.shape == (K, N, C) and outputs.stride(1) == 1  # the fused layers' (K, C, N) memory
+    assert outputs.shape == (members, rows, C) and outputs.stride(1) == 1  # the fused layers' (K, C, N) memory
+    assert got.stride() == outputs.stride(), "the log-probabilities keep that layout (computed in place)"
     torch.testing.assert_close(got, row_wise(stacked.params, stacked.buffers, x), rtol=0, atol=1e-6)
-    unfused = StackedModel(MLP(8, 6, C), K, torch.device("cpu"))
+    unfused = StackedModel(MLP(8, 6, C), members, torch.device("cpu"))
     unfused.stacked_forward(lambda output: log_probabilities(output, "h2"), stacked_head)(
         unfused.params, unfused.buffers, x)
     assert len(seen) == 1, "vmap runs the row-wise head per member"
@@ -114,6 +127,8 @@ def test_the_stacked_loss_keeps_weights_in_the_layout_of_h2s_log_probabilities(d
     for stride, weights in kept.items():
         assert weights.stride() == stride
     torch.testing.assert_close(kept[feature_major.stride()], kept[rows.stride()], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="h2 returned 5 classes per row where h1's outputs .* hold 10"):
+        loss(torch.randn(len(jobs), len(y), 5).log_softmax(-1), ids, y, x)
 
 
 def test_members_in_batches_too_small_for_a_register_equal_sequential(digits_data, monkeypatch):

@@ -25,11 +25,23 @@ KEPT_LIMIT_BYTES = 256 * 2 ** 20
 
 
 def non_finite_members(numbers: List[float], members: Optional[Sequence[int]] = None) -> List[int]:
-    """The indices among ``members`` (default: all) whose number is NaN or infinite.
+    """The indices among ``members`` whose number is NaN or infinite.
 
-    One sum checks them all: NaN and infinities carry into it, so a finite
-    sum clears every member without a Python loop over K of them (a sum that
-    overflows only makes the members be checked one by one).
+    When every member is asked, one sum checks them all (NaN and infinities
+    carry into it); a sum that is not finite, or a subset of the members,
+    has them checked one by one.
+
+    Parameters
+    ----------
+    numbers : list of float
+        One number per member (the K losses of a step).
+    members : sequence of int, optional
+        The indices to check (the members still training); all by default.
+
+    Returns
+    -------
+    list of int
+        The indices, in the order of ``members``.
     """
     if members is None or len(members) == len(numbers):
         if math.isfinite(sum(numbers)):
@@ -204,6 +216,9 @@ class StackedLoss:
                 return known
         weights, offsets = linear_weights(self._instances(ids, targets, inputs, h1_output), self.lambdas,
                                           reduction=self.reduction)
+        if weights.shape[-1] != like.shape[-1]:
+            raise ValueError(f"h2 returned {like.shape[-1]} classes per row where h1's outputs (or num_classes) "
+                             f"hold {weights.shape[-1]}")
         found = (laid_out_as(weights, like), offsets)
         size = found[0].numel() * found[0].element_size()
         if key is not None and self._kept_bytes + size <= KEPT_LIMIT_BYTES:
