@@ -118,7 +118,8 @@ class SweepManager(SweepControls, SweepReader):
     seed : int
         Seed of the random number generators at the start of every training, so
         that every job sees the same batch order and the same initial random
-        draws, and a resumed sweep trains as the first would have.
+        draws, and a resumed sweep trains as the first would have. PyTorch's
+        CPU generator reads only its low 32 bits (0 and 2**32 draw alike there).
     executor : {"auto", "sequential", "vectorized"} or Executor
         How the trainings run. ``"sequential"`` trains one model at a time.
         ``"vectorized"`` trains several lambda_c values and families as one
