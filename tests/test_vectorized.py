@@ -322,6 +322,20 @@ def test_a_loss_class_in_the_other_familys_slot_trains_its_own_loss(digits_data,
             assert torch.allclose(value, by_slot[(1.0, "strict-imitation")][key], atol=TOLERANCE), key
 
 
+def test_a_loss_class_in_another_familys_slot_is_logged(digits_data, caplog):
+    setup = digits_setup(digits_data)
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.config"):
+        context_of(*setup, losses=(BCCrossEntropyLoss, StrictImitationCrossEntropyLoss), stepsize=1.0)
+    assert not [r for r in caplog.records if "points" in r.getMessage()], "the usual pair: no warning"
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.config"):
+        context_of(*setup, losses=(StrictImitationCrossEntropyLoss, BCCrossEntropyLoss), stepsize=1.0)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert ("NewErrorLossClass is StrictImitationCrossEntropyLoss, a strict-imitation loss: the sweep trains "
+            "that loss and stores its models as the New Error points") in messages
+    assert ("StrictImitationLossClass is BCCrossEntropyLoss, a new-error loss: the sweep trains that loss and "
+            "stores its models as the Strict Imitation points") in messages
+
+
 def test_one_diverging_member_fails_alone_and_the_others_equal_sequential(digits_data, monkeypatch):
     """A job whose loss overflows leaves the stack; the linear form still serves the live members."""
     context, jobs = context_of(*digits_setup(digits_data), optimizer_kwargs={"lr": 0.05, "momentum": 0.9},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ from ..validation import (
     check_bool, check_callable, check_kwargs, check_loss_class, check_optimizer_class, check_positive_int, check_scalar,
 )
 from .families import LossFamily, seed_families
+
+logger = logging.getLogger(__name__)
+
+# The argument that fills each of the seed's family slots, for messages.
+_SLOT_ARGUMENTS = {"new-error": "NewErrorLossClass", "strict-imitation": "StrictImitationLossClass"}
 
 __all__ = [
     "SweepConfig", "lambda_c_grid", "MIN_STEPSIZE", "DEFAULT_OPTIMIZER", "DEFAULT_LEARNING_RATE", "state_digest",
@@ -77,6 +83,22 @@ def _size_of(dataset: Any) -> Optional[int]:
 
 def _qualname(value: Any) -> str:
     return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+
+
+def _warn_of_loss_in_another_slot(families: Iterable[LossFamily]) -> None:
+    """Log a warning for a loss class of one family given in another family's slot.
+
+    Allowed (the class trains its own loss, stored under the slot's name), but
+    more often a mix-up: a Strict Imitation class as ``NewErrorLossClass``
+    fills the New Error points with Strict Imitation models.
+    """
+    for family in families:
+        computes = getattr(family.loss_class, "family", None)
+        if isinstance(computes, str) and computes != family.name:
+            argument = _SLOT_ARGUMENTS.get(family.name, f"the {family.name!r} family's loss class")
+            logger.warning(
+                "%s is %s, a %s loss: the sweep trains that loss and stores its models as the %s points",
+                argument, family.loss_class.__name__, computes, family.label)
 
 
 def _check_dataset(dataset: Any, name: str) -> None:
@@ -188,6 +210,7 @@ class SweepConfig:
             check_kwargs(new_error_loss_kwargs, "new_error_loss_kwargs"),
             check_kwargs(strict_imitation_loss_kwargs, "strict_imitation_loss_kwargs"),
         )
+        _warn_of_loss_in_another_slot(families)
         performance_metric = model_accuracy if performance_metric is None else performance_metric
         for name, callback in (
             ("performance_metric", performance_metric),
