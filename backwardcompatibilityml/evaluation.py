@@ -25,7 +25,7 @@ from .data import ReferenceOutputs, iterate_batches
 from .device import DeviceLike, resolve_device
 from .metrics import model_accuracy
 from .outputs import (
-    binary_probabilities, eval_mode, inference, is_binary_output, log_probabilities, target_labels,
+    binary_probabilities, class_count, eval_mode, inference, is_binary_output, log_probabilities, target_labels,
 )
 from .seed_record import Predictions, build_record, default_instance_metadata, evaluate_models, predict_with_reference
 from .training import TrainingCancelled
@@ -343,6 +343,23 @@ def _first_duplicate(ids: np.ndarray) -> Optional[int]:
     return int(ids[order[repeats + 1].min()])
 
 
+def _check_labels(targets: np.ndarray, ids: np.ndarray, classes: int, binary: bool, name: str) -> None:
+    """Every label of a dataset must be one of the ``classes`` classes h1 scores (0 and 1 for a binary model).
+
+    A label outside would fail the trainings only once they reach its batch
+    (or, in a test set, count silently as an error of both models).
+    """
+    outside = np.flatnonzero((targets < 0) | (targets >= classes))
+    if outside.size:
+        first = int(outside[0])
+        expected = "0 or 1 (h1 is a binary model)" if binary else f"class indices in [0, {classes})"
+        raise ValueError(
+            f"the {name} set holds label {int(targets[first])} (instance id {int(ids[first])}) but h1 scores "
+            f"{classes} classes; labels must be {expected}"
+            + (f"; {outside.size} labels are outside" if outside.size > 1 else "")
+        )
+
+
 def prepare_reference(
     h1: Any,
     dataset: Iterable,
@@ -396,10 +413,14 @@ def prepare_reference(
     runner = ReferenceOutputs(h1, torch_device, "h1")
     kept: List[Any] = []
     parts: Dict[str, List[torch.Tensor]] = {"ids": [], "targets": [], "labels": [], "confidences": [], "nan": []}
+    classes: Optional[int] = None  # what h1 scores, read from its first output
+    binary = False
     for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
         if should_stop is not None and should_stop():
             raise TrainingCancelled()
         output = runner.run(inputs)
+        if classes is None:
+            classes, binary = class_count(output), is_binary_output(output)
         if keep_outputs:
             kept.append(output)
         labels, confidences, has_nan = labels_and_confidences(output, discriminant_pivot, "h1")
@@ -422,6 +443,8 @@ def prepare_reference(
         raise ValueError(
             f"instance ids must be unique within one pass over the {name} set; id {duplicate} appears twice"
         )
+    assert classes is not None
+    _check_labels(targets, ids, classes, binary, name)
     h1_performance = measure_performance(
         performance_metric, h1, dataset, torch_device, labels, targets, model_name="h1", dataset_name=name,
     )

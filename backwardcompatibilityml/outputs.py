@@ -25,7 +25,7 @@ from .class_softmax import log_softmax
 
 __all__ = [
     "validate_output", "log_probabilities", "binary_probabilities", "predicted_labels", "is_binary_output",
-    "target_labels", "inference", "eval_mode",
+    "class_count", "target_labels", "inference", "eval_mode",
 ]
 
 
@@ -120,6 +120,13 @@ def is_binary_output(output: Any, *, members: bool = False) -> bool:
     tensor = output if isinstance(output, torch.Tensor) else _pick(output, 1, "model")
     rank = tensor.dim() - (1 if members else 0)
     return rank == 1 or (rank == 2 and tensor.shape[-1] == 1)
+
+
+def class_count(output: Any) -> int:
+    """The number of classes a model output scores: 2 for binary probabilities, else the width of its logits."""
+    if is_binary_output(output):
+        return 2
+    return int(_pick(output, 0, "model").shape[-1])
 
 
 def predicted_labels(output: Any, discriminant_pivot: float = 0.5, name: str = "model") -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 from .data import evaluation_view, iterate_batches, preserved_generators
 from .device import resolve_device
 from .loss.base import CompatibilityLoss
-from .outputs import inference, is_binary_output, validate_output
+from .outputs import class_count, inference, is_binary_output, validate_output
 from .random_state import kept_random_state
 from .training import step_needs_closure
 from .validation import check_loss_class
@@ -181,6 +181,7 @@ def preflight(
             outputs = {"h1": _forward(h1, "h1", inputs, name), "h2": _forward(h2, "h2", inputs, name)}
             for model_name, output in outputs.items():
                 _check_output_against_labels(output, targets, model_name, name)
+            _check_class_counts(outputs["h1"], outputs["h2"], name)
             batches[name] = (ids, inputs, targets, outputs["h1"])
         _check_training_steps(training_set)
         ids, inputs, targets, h1_output = batches["training_set"]
@@ -292,6 +293,16 @@ def _check_output_against_labels(output: Any, targets: torch.Tensor, model_name:
     if high >= classes:
         what = "probabilities of a binary model (labels 0 and 1)" if binary else f"{classes} classes"
         raise ValueError(f"labels of {dataset_name} reach {high:g} but {model_name} returns {what}")
+
+
+def _check_class_counts(h1_output: Any, h2_output: Any, dataset_name: str) -> None:
+    """h1 and h2 must score the same classes: the losses and scores compare them class by class."""
+    h1_classes, h2_classes = class_count(h1_output), class_count(h2_output)
+    if h1_classes != h2_classes:
+        raise ValueError(
+            f"h1 returns {h1_classes} classes and h2 returns {h2_classes} on the first batch of {dataset_name}; "
+            "both models must score the same classes"
+        )
 
 
 def _check_probabilities(output: Any, model_name: str, dataset_name: str) -> None:

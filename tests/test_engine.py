@@ -179,6 +179,33 @@ def _columns(model, dataset):
     return [torch.cat(part).numpy() for part in (ids, truth, labels, confidences)]
 
 
+@pytest.mark.parametrize("label", [10, -1])
+def test_prepare_reference_refuses_a_label_outside_h1s_classes_in_any_batch(digits_small, label):
+    """The constructor's dry run reads the first batch only; a label in a later batch failed mid-training."""
+    from backwardcompatibilityml.evaluation import prepare_reference
+
+    h1, _, train, test = digits_small
+    late = [(ids, x, y.clone()) for ids, x, y in test]
+    late[-1][2][-2] = label
+    late[-1][2][-1] = label
+    bad_id = int(late[-1][0][-2])
+    with pytest.raises(ValueError, match=rf"the testing set holds label {label} \(instance id {bad_id}\) but h1 "
+                                         r"scores 10 classes; labels must be class indices in \[0, 10\); "
+                                         r"2 labels are outside"):
+        prepare_reference(h1, late, "testing")
+
+
+def test_prepare_reference_refuses_labels_other_than_0_and_1_for_a_binary_h1(cancer_data):
+    from backwardcompatibilityml.evaluation import prepare_reference
+
+    x, y = cancer_data
+    batches = make_batches(x[:64], y[:64], 16)
+    batches[2][2][0] = 2
+    with pytest.raises(ValueError, match=r"holds label 2 \(instance id 32\) but h1 scores 2 classes; labels must "
+                                         r"be 0 or 1 \(h1 is a binary model\)$"):
+        prepare_reference(BinaryMLP(x.shape[1], 4), batches, "training")
+
+
 def test_prepare_reference_runs_h1_once_and_keeps_arrays(digits_small):
     from backwardcompatibilityml.evaluation import prepare_reference
 

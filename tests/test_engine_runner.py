@@ -113,7 +113,9 @@ def test_events_put_from_an_executors_own_thread_are_stored_as_they_arrive(tmp_p
         # run() is still blocked in join(): the first job's result was stored from the worker's put.
         status = manager.get_sweep_status()
         assert status["state"] == "running" and status["completed_points"] == 2
-        assert len(summary_on_disk(folder)["data"]) == 2
+        # On disk at once: a reader lists the job's two datapoints from their files (the summary file is
+        # rewritten at most every SUMMARY_INTERVAL_S, at an event of the executor).
+        assert len(SweepManager.open_folder(folder).get_sweep_summary()["data"]) == 2
         assert len(glob.glob(os.path.join(folder, "*.state"))) == 1
     assert len(summary_on_disk(folder)["data"]) == 12
     assert executor.putting_threads == {"executor-worker"}
@@ -514,3 +516,26 @@ def test_load_model_names_a_lambda_c_off_the_grid_and_accepts_a_float_on_it(tmp_
         manager.load_model("0.5", "new-error")
     with pytest.raises(ValueError, match="family must be one of"):
         manager.load_model(0.5, "old-error")
+
+
+@pytest.mark.parametrize("interval, writes", [(1e9, "start and end"), (0.0, "one per job")])
+def test_the_summary_is_rewritten_at_most_every_interval(tmp_path, monkeypatch, interval, writes):
+    """Each summary holds every point: one per job made a sweep of many small jobs quadratic."""
+    import backwardcompatibilityml.engine.records as records
+    from backwardcompatibilityml.store import SweepStore
+
+    monkeypatch.setattr(records, "SUMMARY_INTERVAL_S", interval)
+    written = []
+    original = SweepStore.write_summary
+    monkeypatch.setattr(SweepStore, "write_summary", lambda self, summary: written.append(
+        (summary["state"], len(summary["data"]))) or original(self, summary))
+    folder = str(tmp_path / "s")
+    manager = build_manager(folder, epochs=1, stepsize=0.25, executor="vectorized")
+    manager.start_sweep_synchronous(progress_bar=False)
+    jobs = 2 * len(manager.lambda_c_values)
+    if writes == "start and end":
+        assert written == [("running", 0), ("completed", 2 * jobs)]
+    else:
+        assert written == [("running", 0)] + [("running", 2 * k) for k in range(1, jobs + 1)] + [
+            ("completed", 2 * jobs)]
+    assert len(summary_on_disk(folder)["data"]) == 2 * jobs and summary_on_disk(folder)["state"] == "completed"

@@ -198,6 +198,15 @@ def test_a_batchs_weights_are_computed_once_and_kept_within_the_limit(digits_dat
     assert len(calls) == 1 + 3, "the first batch is kept, the second computed every time"
 
 
+@pytest.mark.parametrize("label", [C, -1])
+def test_instance_coefficients_refuse_a_label_outside_the_classes(label):
+    """F.one_hot raised a RuntimeError naming no argument ("Class values must be smaller than num_classes")."""
+    log_p1, _logits2, y = batch(3)
+    y[1] = label
+    with pytest.raises(ValueError, match=f"target holds class {label}"):
+        instance_coefficients(log_p1, y, base="cross-entropy")
+
+
 def test_zero_probabilities_of_h1_keep_the_linear_form_finite():
     """0 log 0 = 0 in h1's negative entropy (the KL base): it was NaN, and NaN for every member."""
     log_p1 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.8, 0.2], [0.5, 0.0, 0.5]], dtype=torch.float64).log()

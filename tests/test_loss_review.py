@@ -252,6 +252,15 @@ def test_labels_outside_the_classes_are_a_value_error_naming_y(cls, label):
         build(cls, Fixed(logits1), Fixed(logits2), 0.5)(torch.zeros(3, 1), y)
 
 
+@pytest.mark.parametrize("cls", MULTICLASS)
+def test_h1_and_h2_of_different_class_counts_are_a_value_error(cls):
+    """Broadcasting raised a RuntimeError naming no model ("The size of tensor a (3) must match...")."""
+    logits1, logits2, _ = multiclass_outputs(seed=7, n=4)
+    y = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match=rf"h1 returned {C} classes and h2 {C + 1}; both models must score"):
+        build(cls, Fixed(logits1), Fixed(torch.cat([logits2, logits2[:, :1]], dim=1)), 0.5)(torch.zeros(4, 1), y)
+
+
 @pytest.mark.parametrize("cls", BINARY)
 @pytest.mark.parametrize("target, shown", [(2.0, "y holds 2;"), (-1.0, "y holds -1;"), (float("nan"), "y holds NaN")])
 def test_binary_targets_outside_zero_and_one_are_a_value_error_naming_y(cls, target, shown):

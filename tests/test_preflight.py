@@ -90,6 +90,13 @@ def test_labels_out_of_range_name_the_dataset_and_the_class_count(digits):
             losses=seed_families(BCBinaryCrossEntropyLoss, StrictImitationBinaryCrossEntropyLoss, {}, {}))
 
 
+def test_h1_and_h2_scoring_different_classes_is_a_value_error(digits):
+    train, test = digits
+    low = [[(ids, x, y % 4) for ids, x, y in data] for data in (train, test)]  # labels every model can score
+    with pytest.raises(ValueError, match="h1 returns 10 classes and h2 returns 4 on the first batch of training_set"):
+        run(digits, training_set=low[0], test_set=low[1], h2=MLP(64, 12, 4))
+
+
 def test_binary_models_with_binary_losses_pass(digits):
     train, test = digits
     binary = [[(ids, x, (y > 4).long()) for ids, x, y in data] for data in (train, test)]

@@ -791,3 +791,12 @@ def test_applicability_starts_one_pass_and_training_one_per_epoch(digits_data):
     sink = run(executor, context, jobs)
     assert len(sink.of(JobFinished)) == len(jobs) and not sink.of(JobFailed)
     assert CountedPasses.passes == 3 + 1, "one pass per epoch for all members, and one to evaluate them"
+
+
+def test_the_executor_note_counts_many_chunks_by_size():
+    from backwardcompatibilityml.engine.vectorized import _describe_chunks
+
+    assert _describe_chunks([[None] * 10]) == "1 stacked model of 10"
+    assert _describe_chunks([[None] * 4, [None] * 4, [None] * 3]) == "3 stacked models of 4, 4, 3"
+    # 1001 lambda_c values x 2 families at max_parallel_models=5: a note of a few words, not 401 numbers
+    assert _describe_chunks([[None] * 5] * 400 + [[None] * 2]) == "401 stacked models (400 of 5, 1 of 2)"

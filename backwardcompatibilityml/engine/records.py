@@ -3,7 +3,9 @@
 :class:`SweepRecords` keeps the summary entry of every stored datapoint in
 memory (a few numbers each), writes each job's datapoints through the
 columnar result files (:mod:`backwardcompatibilityml.results`), writes the
-summary after each, and reads full records and views back on demand with a
+summary after them (at most every :data:`SUMMARY_INTERVAL_S` while a sweep
+runs: each write holds every point, so one per job would make a sweep of
+many small jobs quadratic), and reads full records and views back on demand with a
 small cache, so memory does not grow with the number of datapoints or
 instances.
 """
@@ -11,6 +13,7 @@ instances.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..callbacks import named_callback
@@ -20,7 +23,11 @@ from .context import PreparedContext
 from .families import describe_families, datapoint_layout
 from .jobs import JobResult
 
-__all__ = ["SweepRecords"]
+__all__ = ["SweepRecords", "SUMMARY_INTERVAL_S"]
+
+#: Least time between two summaries written while a sweep runs (:meth:`SweepRecords.summary_due`).
+#: The points themselves are in their own files as soon as a job ends; readers list them from there.
+SUMMARY_INTERVAL_S = 0.5
 
 _SUMMARY_EXTRA_KEYS = (
     "h1_performance", "performance_metric", "fingerprint", "configuration", "lambda_c_values", "families",
@@ -45,6 +52,8 @@ class SweepRecords:
         self._lock = threading.RLock()
         self.points: Dict[int, Dict[str, Any]] = {}
         self.extra: Dict[str, Any] = {}
+        self._summary_written = float("-inf")  # time.monotonic() of the last summary written
+        self._summary_behind = False  # points stored since then
 
     # -- reading the folder ----------------------------------------------------------
     def load(self) -> Optional[Dict[str, Any]]:
@@ -110,6 +119,7 @@ class SweepRecords:
         with self._lock:
             for point in points:
                 self.points[point["datapoint_index"]] = point
+            self._summary_behind = True
         return points
 
     def write_summary(self, state: str, error: Optional[str] = None, executor: Optional[str] = None) -> None:
@@ -122,6 +132,17 @@ class SweepRecords:
         summary["state"] = state
         summary["error"] = error
         self.store.write_summary(summary)
+        self._summary_written = time.monotonic()
+        self._summary_behind = False
+
+    def summary_due(self) -> bool:
+        """Whether points were stored since the last summary and :data:`SUMMARY_INTERVAL_S` has passed since it.
+
+        A running sweep writes the summary when this says so (checked at every
+        executor event); the summary written when the sweep ends holds every
+        point in any case.
+        """
+        return self._summary_behind and time.monotonic() - self._summary_written >= SUMMARY_INTERVAL_S
 
     # -- the read side ---------------------------------------------------------------
     def summary_points(self) -> List[Dict[str, Any]]:

@@ -367,6 +367,8 @@ class SweepRunner:
             logger.debug("executor note: %s", event.message)  # the executor logs it itself; the status shows it
         elif isinstance(event, JobFailed):
             logger.error("training lambda_c=%s %s failed: %s", event.job.lambda_c, event.job.family, event.error)
+        if self.results.summary_due():  # not one per job: each summary holds every point
+            self._write_summary(RUNNING)
 
     def _persist(self, result: JobResult, context: PreparedContext) -> None:
         job = result.job
@@ -375,7 +377,6 @@ class SweepRunner:
         self.progress.set_completed_points(len(self.results.points))
         if self._tracker is not None:
             self._tracker.log_points([(point, job.lambda_index) for point in points])
-        self._write_summary(RUNNING)
 
     def _write_summary(self, state: str, error: Optional[str] = None) -> None:
         self.results.write_summary(state, error, executor=self.progress.snapshot()["executor"])

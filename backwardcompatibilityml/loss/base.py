@@ -235,6 +235,9 @@ class CompatibilityLoss(nn.Module):
         if self.binary:
             LF.check_binary_targets(target)
         else:
+            if h1_out.shape[-1] != h2_out.shape[-1]:
+                raise ValueError(f"h1 returned {h1_out.shape[-1]} classes and h2 {h2_out.shape[-1]}; "
+                                 "both models must score the same classes")
             LF.check_class_indices(target, h2_out.shape[-1])
         terms = self.base_terms(h2_out, target)
         dissonance = support = None

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ..validation import check_lambda_c
-from .functional import FAMILIES, STRICT_IMITATION, check_kl_classes
+from .functional import FAMILIES, STRICT_IMITATION, check_class_indices, check_kl_classes
 
 __all__ = [
     "LINEAR_BASES", "LINEAR_REDUCTIONS", "InstanceCoefficients", "family_lambdas", "instance_coefficients",
@@ -139,6 +139,7 @@ def instance_coefficients(
     classes = h1_log_probs.shape[1]
     if base == "kl-divergence":
         check_kl_classes(classes, target, num_classes)
+    check_class_indices(target, classes, "target")
     dtype = dtype or h1_log_probs.dtype
     log_p1 = h1_log_probs.to(dtype)
     label = F.one_hot(target, classes).to(dtype)
