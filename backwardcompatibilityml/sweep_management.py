@@ -261,8 +261,14 @@ class SweepManager(SweepControls, SweepReader):
         value = float(check_scalar(lambda_c, "lambda_c", numbers.Real))
         found = next((v for v in self.config.lambda_c_values if math.isclose(v, value, rel_tol=0, abs_tol=1e-9)), None)
         if found is None:
-            raise ValueError(f"lambda_c must be one of the sweep's values {list(self.config.lambda_c_values)}, "
-                             f"got {lambda_c!r}")
+            grid = list(self.config.lambda_c_values)
+            if len(grid) <= 12:
+                shown = str(grid)
+            else:  # a fine grid: the range, the step and the values nearest to the one asked
+                nearest = sorted(sorted(grid, key=lambda v: abs(v - value))[:2])
+                shown = (f"from {grid[0]} to {grid[-1]} in steps of {self.config.lambda_c_stepsize} "
+                         f"({len(grid)} values; nearest: {nearest[0]} and {nearest[1]})")
+            raise ValueError(f"lambda_c must be one of the sweep's values {shown}, got {lambda_c!r}")
         self.config.family(family)
         model = copy.deepcopy(self.config.h2)
         model.load_state_dict(self._store.load_model_state(found, family, map_location=self.config.device))

@@ -516,6 +516,10 @@ def test_load_model_names_a_lambda_c_off_the_grid_and_accepts_a_float_on_it(tmp_
         manager.load_model("0.5", "new-error")
     with pytest.raises(ValueError, match="family must be one of"):
         manager.load_model(0.5, "old-error")
+    fine = build_manager(str(tmp_path / "fine"), epochs=1, stepsize=0.05)
+    with pytest.raises(ValueError, match=r"one of the sweep's values from 0.0 to 1.0 in steps of 0.05 \(21 values; "
+                                         r"nearest: 0.1 and 0.15\), got 0.123$"):
+        fine.load_model(0.123, "new-error")
 
 
 @pytest.mark.parametrize("interval, writes", [(1e9, "start and end"), (0.0, "one per job")])

@@ -97,6 +97,13 @@ def test_h1_and_h2_scoring_different_classes_is_a_value_error(digits):
         run(digits, training_set=low[0], test_set=low[1], h2=MLP(64, 12, 4))
 
 
+def test_a_loss_reduced_per_instance_names_its_shape(digits):
+    with pytest.raises(TypeError, match=r"must return a scalar tensor, got a tensor of shape \(24,\) "
+                                        r"\(reduction='none' gives one value per instance"):
+        run(digits, losses=seed_families(BCCrossEntropyLoss, StrictImitationCrossEntropyLoss,
+                                         {"reduction": "none"}, {}))
+
+
 def test_binary_models_with_binary_losses_pass(digits):
     train, test = digits
     binary = [[(ids, x, (y > 4).long()) for ids, x, y in data] for data in (train, test)]
