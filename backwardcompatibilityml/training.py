@@ -35,6 +35,24 @@ def step_needs_closure(optimizer: Any) -> bool:
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
+def note_training_step(error: BaseException, epoch: int, step: int, ids: torch.Tensor) -> None:
+    """Add to ``error`` where the training was when it was raised (a note: its type and message stay).
+
+    ``epoch`` and ``step`` count from 0 (shown from 1); ``ids`` are the batch's
+    instance ids. A batch of one instance gets a hint: layers such as
+    BatchNorm cannot train on one, and a dataset whose size leaves one
+    instance over makes that last batch.
+    """
+    rows = int(ids.shape[0]) if isinstance(ids, torch.Tensor) and ids.dim() else None
+    where = f"while training at epoch {epoch + 1}, step {step + 1}"
+    if rows == 1:
+        where += (", on a batch of 1 instance; layers such as BatchNorm cannot train on one, and "
+                  "DataLoader(drop_last=True) or another batch size leaves it out")
+    elif rows is not None:
+        where += f", on a batch of {rows} instances"
+    error.add_note(where)
+
+
 def train_compatible_model(
     h1: Any,
     h2: torch.nn.Module,
@@ -130,11 +148,15 @@ def train_compatible_model(
                     value.backward()
                     return value
 
-                if needs_closure:  # LBFGS and the like evaluate the loss as often as their method needs
-                    loss = optimizer.step(closure)
-                else:
-                    loss = closure()
-                    optimizer.step()
+                try:
+                    if needs_closure:  # LBFGS and the like evaluate the loss as often as their method needs
+                        loss = optimizer.step(closure)
+                    else:
+                        loss = closure()
+                        optimizer.step()
+                except Exception as error:
+                    note_training_step(error, epoch, step, ids)
+                    raise
                 value = float(loss.detach())
                 step += 1
                 if not math.isfinite(value):

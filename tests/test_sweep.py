@@ -247,7 +247,11 @@ def test_failure_is_reported_and_the_sweep_can_start_again(tmp_path, caplog):
             manager.wait(60)
         status = manager.get_sweep_status()
         assert status["state"] == "failed"
-        assert status["error"] == "RuntimeError: exploding gradient detector tripped"
+        # Where the training was is added as a note: the exception keeps its type and message.
+        assert status["error"] == ("RuntimeError: exploding gradient detector tripped "
+                                   "(while training at epoch 1, step 6, on a batch of 24 instances)")
+        assert type(manager.last_exception) is RuntimeError
+        assert str(manager.last_exception) == "exploding gradient detector tripped"
         assert "Traceback" not in status["error"]
         assert "Traceback" in caplog.text, "the traceback goes to logging"
         assert len(manager.get_sweep_summary()["data"]) == 4
@@ -482,6 +486,17 @@ def test_public_error_messages_keep_web_addresses_and_hide_file_paths(message, s
     from backwardcompatibilityml.engine.errors import public_error_message
 
     assert public_error_message(RuntimeError(message)) == f"RuntimeError: {shown}"
+
+
+def test_public_error_messages_carry_the_notes_with_paths_hidden():
+    from backwardcompatibilityml.engine.errors import public_error_message
+
+    error = ValueError("bad value")
+    error.add_note("while training at epoch 2, step 3")
+    error.add_note("reading /home/me/data.csv")
+    assert public_error_message(error) == (
+        "ValueError: bad value (while training at epoch 2, step 3) (reading <path>)")
+    assert str(error) == "bad value", "the exception's own message is unchanged"
 
 
 def test_a_new_sweep_replaces_cached_records(tmp_path):
@@ -773,3 +788,21 @@ def test_ids_shared_by_both_datasets_are_warned_of_when_callbacks_ask_by_id(tmp_
             in caplog.text) is warned
     if warned:
         assert next(iter(callbacks)) + " is called with the id alone" in caplog.text
+
+
+@pytest.mark.parametrize("executor", ["sequential", "vectorized"])
+def test_a_batch_of_one_instance_that_batchnorm_cannot_train_on_is_named(tmp_path, executor):
+    """torch's message alone ("Expected more than 1 value per channel") said neither where nor why."""
+    train, test = digits_sets(n_train=73, batch=24)  # 24 + 24 + 24 + 1
+    h2 = MLP(64, 24, 10)
+    h2.net.insert(1, torch.nn.BatchNorm1d(24))
+    torch.manual_seed(0)
+    manager = SweepManager(tmp_path / "s", 1, MLP(64, 6, 10), h2, train, test, 24, 40, torch.optim.SGD, {"lr": 0.05},
+                           lambda_c_stepsize=1.0, executor=executor)
+    manager.start_sweep_synchronous(progress_bar=False)
+    status = manager.get_sweep_status()
+    assert status["state"] == "failed"
+    assert status["error"].startswith("ValueError: Expected more than 1 value per channel when training")
+    assert status["error"].endswith("(while training at epoch 1, step 4, on a batch of 1 instance; layers such as "
+                                    "BatchNorm cannot train on one, and DataLoader(drop_last=True) or another "
+                                    "batch size leaves it out)")

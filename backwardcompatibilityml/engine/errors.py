@@ -29,7 +29,10 @@ def _hide_path(match: "re.Match[str]") -> str:
 
 
 def public_error_message(exception: BaseException) -> str:
-    """``"Type: message"`` for the status and the API, with file paths left out.
+    """``"Type: message (note)"`` for the status and the API, with file paths left out.
+
+    Notes added to the exception (``add_note``: where the training was when
+    it failed) follow the message in parentheses.
 
     The full exception, traceback included, goes to :mod:`logging` and stays
     reachable from Python (``SweepManager.last_exception``); what is shown to
@@ -38,5 +41,6 @@ def public_error_message(exception: BaseException) -> str:
     name = type(exception).__name__
     if isinstance(exception, OSError) and exception.strerror:
         return f"{name}: {exception.strerror}"
-    message = _PATH_RE.sub(_hide_path, str(exception))
+    notes = [note for note in getattr(exception, "__notes__", ()) if isinstance(note, str)]
+    message = _PATH_RE.sub(_hide_path, " ".join([str(exception)] + [f"({note})" for note in notes]).strip())
     return f"{name}: {message}" if message else name

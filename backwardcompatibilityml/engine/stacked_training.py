@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 import torch
 
 from ..data import iterate_batches
-from ..training import NonFiniteLossError, TrainingCancelled
+from ..training import NonFiniteLossError, TrainingCancelled, note_training_step
 from .context import PreparedContext
 from .errors import public_error_message
 from .events import EventSink, JobFailed, StepDone
@@ -78,12 +78,17 @@ def train_stacked(
                 if should_stop():
                     raise TrainingCancelled()
                 optimizer.zero_grad(set_to_none=True)
-                h2_out = forward(stacked.params, stacked.buffers, inputs)
-                values, numbers = member_losses.with_numbers(h2_out, ids, targets, inputs, live=alive_jobs)
-                # The sum, not the mean: each member's gradient is that of its own loss.
-                total = values if len(alive_jobs) == len(jobs) else torch.where(alive, values, torch.zeros_like(values))
-                total.sum().backward()
-                optimizer.step()
+                try:
+                    h2_out = forward(stacked.params, stacked.buffers, inputs)
+                    values, numbers = member_losses.with_numbers(h2_out, ids, targets, inputs, live=alive_jobs)
+                    # The sum, not the mean: each member's gradient is that of its own loss.
+                    total = values if len(alive_jobs) == len(jobs) else torch.where(
+                        alive, values, torch.zeros_like(values))
+                    total.sum().backward()
+                    optimizer.step()
+                except Exception as error:
+                    note_training_step(error, epoch, step, ids)
+                    raise
                 step += 1
                 for k in non_finite_members(numbers, alive_jobs):
                     failures[k] = NonFiniteLossError(
