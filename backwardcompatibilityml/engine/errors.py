@@ -41,6 +41,6 @@ def public_error_message(exception: BaseException) -> str:
     name = type(exception).__name__
     if isinstance(exception, OSError) and exception.strerror:
         return f"{name}: {exception.strerror}"
-    notes = [note for note in getattr(exception, "__notes__", ()) if isinstance(note, str)]
-    message = _PATH_RE.sub(_hide_path, " ".join([str(exception)] + [f"({note})" for note in notes]).strip())
+    notes = [_PATH_RE.sub(_hide_path, note) for note in getattr(exception, "__notes__", ()) if isinstance(note, str)]
+    message = " ".join([_PATH_RE.sub(_hide_path, str(exception))] + [f"({note})" for note in notes]).strip()
     return f"{name}: {message}" if message else name
