@@ -79,7 +79,9 @@ class SweepManager(SweepControls, SweepReader):
         Re-iterable batches (lists or DataLoaders); ``instance_ids`` are
         global ids, unique within a dataset.
     batch_size_train, batch_size_test : int
-        Batch sizes of the two datasets (recorded in the configuration).
+        Batch sizes of the two datasets (recorded in the configuration; the
+        batches are used as given, and a size other than a DataLoader's, or a
+        list's first batch's, is logged as a warning).
     OptimizerClass : type, optional
         Optimizer class, built as ``OptimizerClass(parameters, **optimizer_kwargs)``.
         Default (``None``): :class:`torch.optim.SGD` with ``lr=0.01`` (unless

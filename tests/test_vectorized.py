@@ -800,3 +800,22 @@ def test_the_executor_note_counts_many_chunks_by_size():
     assert _describe_chunks([[None] * 4, [None] * 4, [None] * 3]) == "3 stacked models of 4, 4, 3"
     # 1001 lambda_c values x 2 families at max_parallel_models=5: a note of a few words, not 401 numbers
     assert _describe_chunks([[None] * 5] * 400 + [[None] * 2]) == "401 stacked models (400 of 5, 1 of 2)"
+
+
+def test_batch_sizes_other_than_the_datasets_are_logged(digits_data, caplog):
+    h1, h2, train, test = digits_setup(digits_data)  # batches of 32 and 25
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.config"):
+        SweepConfig.from_arguments(number_of_epochs=1, h1=h1, h2=h2, training_set=train, test_set=test,
+                                   batch_size_train=32, batch_size_test=25)
+        assert not [r for r in caplog.records if "batch_size" in r.getMessage()]
+        loader = DataLoader(TensorDataset(torch.arange(64), torch.rand(64, 64), torch.randint(0, 10, (64,))),
+                            batch_size=16)
+        SweepConfig.from_arguments(number_of_epochs=1, h1=h1, h2=h2, training_set=loader, test_set=test,
+                                   batch_size_train=32, batch_size_test=8)
+    messages = [r.getMessage() for r in caplog.records if "batch_size" in r.getMessage()]
+    assert messages == [
+        "batch_size_train=32 but the batches of training_set hold 16 instances; the batches are used as they are "
+        "(batch_size_train is only recorded in the configuration)",
+        "batch_size_test=8 but the batches of test_set hold 25 instances; the batches are used as they are "
+        "(batch_size_test is only recorded in the configuration)",
+    ]

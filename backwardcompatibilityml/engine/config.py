@@ -101,6 +101,22 @@ def _warn_of_loss_in_another_slot(families: Iterable[LossFamily]) -> None:
                 argument, family.loss_class.__name__, computes, family.label)
 
 
+def _warn_of_batch_size(dataset: Any, name: str, given: int, argument: str) -> None:
+    """Log a warning when ``given`` is not the size of ``dataset``'s batches (a DataLoader's, or a list's first).
+
+    The batches are used as they are; the argument is only recorded in the
+    configuration, where a wrong value would mislead whoever reads it.
+    """
+    actual = getattr(dataset, "batch_size", None) if isinstance(dataset, torch.utils.data.DataLoader) else None
+    if actual is None and isinstance(dataset, (list, tuple)) and dataset:
+        first = dataset[0]
+        if isinstance(first, (list, tuple)) and first and hasattr(first[0], "__len__"):
+            actual = len(first[0])
+    if isinstance(actual, int) and actual != given:
+        logger.warning("%s=%d but the batches of %s hold %d instances; the batches are used as they are (%s is "
+                       "only recorded in the configuration)", argument, given, name, actual, argument)
+
+
 def _check_dataset(dataset: Any, name: str) -> None:
     if dataset is None or not isinstance(dataset, Iterable) or isinstance(dataset, Iterator):
         raise TypeError(
@@ -199,6 +215,8 @@ class SweepConfig:
             check_model_device(model, torch_device, name)
         _check_dataset(training_set, "training_set")
         _check_dataset(test_set, "test_set")
+        _warn_of_batch_size(training_set, "training_set", batch_size_train, "batch_size_train")
+        _warn_of_batch_size(test_set, "test_set", batch_size_test, "batch_size_test")
         optimizer_kwargs = check_kwargs(optimizer_kwargs, "optimizer_kwargs")
         if OptimizerClass is None:
             OptimizerClass = DEFAULT_OPTIMIZER
