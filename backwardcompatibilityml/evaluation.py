@@ -343,18 +343,25 @@ def _first_duplicate(ids: np.ndarray) -> Optional[int]:
     return int(ids[order[repeats + 1].min()])
 
 
-def _check_labels(targets: np.ndarray, ids: np.ndarray, classes: int, binary: bool, name: str) -> None:
-    """Every label of a dataset must be one of the ``classes`` classes h1 scores (0 and 1 for a binary model).
+def _check_labels(targets: np.ndarray, raw: np.ndarray, ids: np.ndarray, classes: int, binary: bool,
+                  name: str) -> None:
+    """Every label of a dataset must be one h1 can score: a class index below ``classes``, or in [0, 1] if binary.
 
-    A label outside would fail the trainings only once they reach its batch
-    (or, in a test set, count silently as an error of both models).
+    ``targets`` are the labels as stored (class indices), ``raw`` the values
+    the dataset gave (floats: a binary model's targets may be soft). A label
+    outside would fail the trainings only once they reach its batch (or, in
+    a test set, count silently as an error of both models).
     """
-    outside = np.flatnonzero((targets < 0) | (targets >= classes))
+    if binary:
+        outside = np.flatnonzero(~np.isfinite(raw) | (raw < 0) | (raw > 1))
+        expected = "in [0, 1] (h1 is a binary model: labels 0 and 1, or soft targets)"
+    else:
+        outside = np.flatnonzero((raw != np.floor(raw)) | (targets < 0) | (targets >= classes))
+        expected = f"class indices in [0, {classes})"
     if outside.size:
         first = int(outside[0])
-        expected = "0 or 1 (h1 is a binary model)" if binary else f"class indices in [0, {classes})"
         raise ValueError(
-            f"the {name} set holds label {int(targets[first])} (instance id {int(ids[first])}) but h1 scores "
+            f"the {name} set holds label {raw[first]:g} (instance id {int(ids[first])}) but h1 scores "
             f"{classes} classes; labels must be {expected}"
             + (f"; {outside.size} labels are outside" if outside.size > 1 else "")
         )
@@ -401,7 +408,10 @@ def prepare_reference(
     ValueError
         If the dataset has no instances, repeats an instance id within one
         pass (the message names the first repeated id), if h1's outputs hold
-        NaN, or if the metric returns something other than a finite number.
+        NaN, if a label is not one h1 scores (a class index outside
+        ``[0, C)``, or outside ``[0, 1]`` for a binary h1; the message names
+        the instance id), or if the metric returns something other than a
+        finite number.
     MetricError
         If the metric raises.
     """
@@ -415,6 +425,7 @@ def prepare_reference(
     parts: Dict[str, List[torch.Tensor]] = {"ids": [], "targets": [], "labels": [], "confidences": [], "nan": []}
     classes: Optional[int] = None  # what h1 scores, read from its first output
     binary = False
+    raw_targets: List[torch.Tensor] = []
     for batch_ids, inputs, targets in iterate_batches(dataset, torch_device):
         if should_stop is not None and should_stop():
             raise TrainingCancelled()
@@ -427,6 +438,7 @@ def prepare_reference(
         # Predicted labels are class indices: int32 while batches accumulate, int64 once, in one array.
         for key, value in zip(parts, (batch_ids, target_labels(targets), labels.int(), confidences, has_nan)):
             parts[key].append(value)
+        raw_targets.append(targets.reshape(-1).double())  # as given: .long() would make 1.5 a 1, NaN anything
         if on_batch is not None:
             on_batch()
     size = sum(int(part.shape[0]) for part in parts["ids"])
@@ -444,7 +456,7 @@ def prepare_reference(
             f"instance ids must be unique within one pass over the {name} set; id {duplicate} appears twice"
         )
     assert classes is not None
-    _check_labels(targets, ids, classes, binary, name)
+    _check_labels(targets, torch.cat(raw_targets).cpu().numpy(), ids, classes, binary, name)
     h1_performance = measure_performance(
         performance_metric, h1, dataset, torch_device, labels, targets, model_name="h1", dataset_name=name,
     )

@@ -344,8 +344,13 @@ def _dry_run_loss(spec: LossSpec, h1: Any, h2: Any, inputs: Any, targets: torch.
             f"{label} fails on the first batch of training_set: {type(error).__name__}: {error}"
         ) from error
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
-        got = (f"a tensor of shape {tuple(value.shape)} (reduction='none' gives one value per instance; "
-               "a sweep needs 'mean' or 'sum')") if isinstance(value, torch.Tensor) else type(value).__name__
+        if not isinstance(value, torch.Tensor):
+            got = type(value).__name__
+        elif value.dim() == 1 and value.shape[0] == targets.shape[0]:  # one value per instance
+            got = (f"a tensor of shape {tuple(value.shape)} (reduction='none' gives one value per instance; "
+                   "a sweep needs 'mean' or 'sum')")
+        else:
+            got = f"a tensor of shape {tuple(value.shape)}"
         raise TypeError(f"{label} must return a scalar tensor, got {got}")
     if not math.isfinite(float(value)):
         raise ValueError(

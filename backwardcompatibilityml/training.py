@@ -35,22 +35,38 @@ def step_needs_closure(optimizer: Any) -> bool:
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
-def note_training_step(error: BaseException, epoch: int, step: int, ids: torch.Tensor) -> None:
+def note_training_step(error: BaseException, epoch: int, batch: int, step: int, ids: Any,
+                       model: torch.nn.Module) -> None:
     """Add to ``error`` where the training was when it was raised (a note: its type and message stay).
 
-    ``epoch`` and ``step`` count from 0 (shown from 1); ``ids`` are the batch's
-    instance ids. A batch of one instance gets a hint: layers such as
-    BatchNorm cannot train on one, and a dataset whose size leaves one
-    instance over makes that last batch.
+    Parameters
+    ----------
+    error : BaseException
+        Raised by a training step.
+    epoch, batch, step : int
+        The epoch, the batch within it and the step since the training began, counted from 0 (shown from 1).
+    ids : Tensor
+        The batch's instance ids (their number is shown).
+    model : torch.nn.Module
+        The model in training: a batch of one instance gets a hint where it has BatchNorm layers, which
+        cannot train on one (a dataset whose size leaves one instance over makes such a last batch).
     """
     rows = int(ids.shape[0]) if isinstance(ids, torch.Tensor) and ids.dim() else None
-    where = f"while training at epoch {epoch + 1}, step {step + 1}"
-    if rows == 1:
-        where += (", on a batch of 1 instance; layers such as BatchNorm cannot train on one, and "
-                  "DataLoader(drop_last=True) or another batch size leaves it out")
-    elif rows is not None:
-        where += f", on a batch of {rows} instances"
-    error.add_note(where)
+    where = f"while training at epoch {epoch + 1}, batch {batch + 1} (step {step + 1})"
+    if rows is not None:
+        where += f", on a batch of {rows} instance{'s' if rows != 1 else ''}"
+    if rows == 1 and any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules()):
+        where += "; BatchNorm cannot train on one instance, and DataLoader(drop_last=True) or another batch size " \
+                 "leaves it out"
+    add_note(error, where)
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``, also before Python 3.11 (where notes are kept in ``__notes__`` by hand)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # pragma: no cover - Python 3.9 and 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]
 
 
 def train_compatible_model(
@@ -116,6 +132,8 @@ def train_compatible_model(
     ------
     NonFiniteLossError
         If the loss becomes NaN or infinite.
+    Exception
+        Whatever a training step raises, with a note of where it was (:func:`note_training_step`).
     """
     torch_device = resolve_device(device)
     check_loss_class(loss_class, "loss_class")
@@ -134,7 +152,7 @@ def train_compatible_model(
     try:
         step = 0
         for epoch in range(number_of_epochs):
-            for ids, inputs, targets in iterate_batches(training_set, torch_device):
+            for batch, (ids, inputs, targets) in enumerate(iterate_batches(training_set, torch_device)):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled()
                 h1_output = reference_outputs.for_batch(ids, inputs) if takes_reference else None
@@ -155,7 +173,7 @@ def train_compatible_model(
                         loss = closure()
                         optimizer.step()
                 except Exception as error:
-                    note_training_step(error, epoch, step, ids)
+                    note_training_step(error, epoch, batch, step, ids, h2)
                     raise
                 value = float(loss.detach())
                 step += 1

@@ -195,15 +195,32 @@ def test_prepare_reference_refuses_a_label_outside_h1s_classes_in_any_batch(digi
         prepare_reference(h1, late, "testing")
 
 
-def test_prepare_reference_refuses_labels_other_than_0_and_1_for_a_binary_h1(cancer_data):
+@pytest.mark.parametrize("value, shown", [(2.0, "2"), (1.5, "1.5"), (-0.5, "-0.5"), (float("nan"), "nan")])
+def test_prepare_reference_refuses_labels_outside_0_and_1_for_a_binary_h1(cancer_data, value, shown):
+    """Read as given: the stored column's .long() would have made 1.5 a 1 and -0.5 a 0."""
     from backwardcompatibilityml.evaluation import prepare_reference
 
     x, y = cancer_data
-    batches = make_batches(x[:64], y[:64], 16)
-    batches[2][2][0] = 2
-    with pytest.raises(ValueError, match=r"holds label 2 \(instance id 32\) but h1 scores 2 classes; labels must "
-                                         r"be 0 or 1 \(h1 is a binary model\)$"):
-        prepare_reference(BinaryMLP(x.shape[1], 4), batches, "training")
+    batches = [(ids, inputs, targets.double()) for ids, inputs, targets in make_batches(x[:64], y[:64], 16)]
+    h1 = BinaryMLP(x.shape[1], 4)
+    soft = [(ids, inputs, targets.clone()) for ids, inputs, targets in batches]
+    soft[2][2][0] = 0.5
+    prepare_reference(h1, soft, "training")  # soft targets in [0, 1] stay allowed
+    batches[2][2][0] = value
+    with pytest.raises(ValueError, match=rf"holds label {shown} \(instance id 32\) but h1 scores 2 classes; labels "
+                                         r"must be in \[0, 1\] \(h1 is a binary model: labels 0 and 1, or soft "
+                                         r"targets\)$"):
+        prepare_reference(h1, batches, "training")
+
+
+def test_prepare_reference_refuses_a_fractional_class_index(digits_small):
+    from backwardcompatibilityml.evaluation import prepare_reference
+
+    h1, _, train, _ = digits_small
+    late = [(ids, x, y.double()) for ids, x, y in train]
+    late[-1][2][0] = 2.5
+    with pytest.raises(ValueError, match=r"holds label 2.5 \(instance id \d+\) but h1 scores 10 classes"):
+        prepare_reference(h1, late, "training")
 
 
 def test_prepare_reference_runs_h1_once_and_keeps_arrays(digits_small):

@@ -249,7 +249,7 @@ def test_failure_is_reported_and_the_sweep_can_start_again(tmp_path, caplog):
         assert status["state"] == "failed"
         # Where the training was is added as a note: the exception keeps its type and message.
         assert status["error"] == ("RuntimeError: exploding gradient detector tripped "
-                                   "(while training at epoch 1, step 6, on a batch of 24 instances)")
+                                   "(while training at epoch 1, batch 6 (step 6), on a batch of 24 instances)")
         assert type(manager.last_exception) is RuntimeError
         assert str(manager.last_exception) == "exploding gradient detector tripped"
         assert "Traceback" not in status["error"]
@@ -491,12 +491,18 @@ def test_public_error_messages_keep_web_addresses_and_hide_file_paths(message, s
 def test_public_error_messages_carry_the_notes_with_paths_hidden():
     from backwardcompatibilityml.engine.errors import public_error_message
 
-    error = ValueError("bad value")
-    error.add_note("while training at epoch 2, step 3")
-    error.add_note("reading /home/me/data.csv")
+    from backwardcompatibilityml.training import add_note
+
+    error = ValueError("bad value in (/home/me/x.pt)")
+    add_note(error, "while training at epoch 2, batch 1 (step 3)")
+    add_note(error, "reading /home/me/data.csv")
     assert public_error_message(error) == (
-        "ValueError: bad value (while training at epoch 2, step 3) (reading <path>)")
-    assert str(error) == "bad value", "the exception's own message is unchanged"
+        "ValueError: bad value in (<path>) (while training at epoch 2, batch 1 (step 3)) (reading <path>)")
+    assert str(error) == "bad value in (/home/me/x.pt)", "the exception's own message is unchanged"
+    disk = OSError(28, "No space left on device", "/data/sweep/x.state")
+    add_note(disk, "while training at epoch 1, batch 2 (step 2)")
+    assert public_error_message(disk) == (
+        "OSError: No space left on device (while training at epoch 1, batch 2 (step 2))")
 
 
 def test_a_new_sweep_replaces_cached_records(tmp_path):
@@ -803,6 +809,38 @@ def test_a_batch_of_one_instance_that_batchnorm_cannot_train_on_is_named(tmp_pat
     status = manager.get_sweep_status()
     assert status["state"] == "failed"
     assert status["error"].startswith("ValueError: Expected more than 1 value per channel when training")
-    assert status["error"].endswith("(while training at epoch 1, step 4, on a batch of 1 instance; layers such as "
-                                    "BatchNorm cannot train on one, and DataLoader(drop_last=True) or another "
-                                    "batch size leaves it out)")
+    assert status["error"].endswith("(while training at epoch 1, batch 4 (step 4), on a batch of 1 instance; "
+                                    "BatchNorm cannot train on one instance, and DataLoader(drop_last=True) or "
+                                    "another batch size leaves it out)")
+
+
+def test_a_training_note_names_epoch_batch_and_step_and_hints_at_batchnorm_only_where_it_is():
+    from backwardcompatibilityml.training import note_training_step
+
+    plain, normed = MLP(64, 8, 10), torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    notes = []
+    for model, ids in ((plain, torch.arange(1)), (normed, torch.arange(1)), (normed, torch.arange(5))):
+        error = RuntimeError("x")
+        note_training_step(error, 1, 0, 11, ids, model)
+        notes.append(error.__notes__)
+    assert notes[0] == ["while training at epoch 2, batch 1 (step 12), on a batch of 1 instance"]
+    assert notes[1] == ["while training at epoch 2, batch 1 (step 12), on a batch of 1 instance; BatchNorm cannot "
+                        "train on one instance, and DataLoader(drop_last=True) or another batch size leaves it out"]
+    assert notes[2] == ["while training at epoch 2, batch 1 (step 12), on a batch of 5 instances"]
+
+
+def test_a_failed_sweep_writes_every_finished_point_to_its_last_summary(tmp_path, monkeypatch):
+    """No summary is due during the sweep (an interval of 1e9 s); the one written as it fails holds every point."""
+    import backwardcompatibilityml.engine.records as records
+
+    monkeypatch.setattr(records, "SUMMARY_INTERVAL_S", 1e9)
+    torch.manual_seed(0)
+    manager = build_manager(tmp_path / "s", epochs=1, stepsize=0.5, h2=FailingMLP(64, 24, 10))
+    FAIL_AFTER["calls"] = 2 * (10 + 10 + 2) + 5  # the third job fails; two have finished
+    try:
+        manager.start_sweep_synchronous(progress_bar=False)
+    finally:
+        FAIL_AFTER["calls"] = None
+    with open(os.path.join(manager.folder_name, "sweep_summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["state"] == "failed" and len(summary["data"]) == 4

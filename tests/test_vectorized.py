@@ -819,3 +819,20 @@ def test_batch_sizes_other_than_the_datasets_are_logged(digits_data, caplog):
         "batch_size_test=8 but the batches of test_set hold 25 instances; the batches are used as they are "
         "(batch_size_test is only recorded in the configuration)",
     ]
+
+
+def test_the_batch_size_is_read_from_the_targets_of_pair_batches(digits_data, caplog):
+    """Inputs given as a tuple of tensors hold 2 elements, not 2 instances."""
+    from backwardcompatibilityml.engine.config import _warn_of_batch_size
+
+    x, y = torch.rand(16, 64), torch.randint(0, 10, (16,))
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.config"):
+        _warn_of_batch_size([((x, x), y)], "training_set", 16, "batch_size_train")
+        _warn_of_batch_size([({"a": x}, y)], "training_set", 16, "batch_size_train")
+        _warn_of_batch_size([(torch.arange(0), x[:0], y[:0])], "training_set", 16, "batch_size_train")  # empty
+        _warn_of_batch_size([(torch.tensor(0), x, torch.tensor(3))], "training_set", 16, "batch_size_train")
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="backwardcompatibilityml.engine.config"):
+        _warn_of_batch_size([((x, x), y)], "training_set", 8, "batch_size_train")
+    assert [r.getMessage().split(";")[0] for r in caplog.records] == [
+        "batch_size_train=8 but the batches of training_set hold 16 instances"]

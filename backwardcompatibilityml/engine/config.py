@@ -110,9 +110,12 @@ def _warn_of_batch_size(dataset: Any, name: str, given: int, argument: str) -> N
     actual = getattr(dataset, "batch_size", None) if isinstance(dataset, torch.utils.data.DataLoader) else None
     if actual is None and isinstance(dataset, (list, tuple)) and dataset:
         first = dataset[0]
-        if isinstance(first, (list, tuple)) and first and hasattr(first[0], "__len__"):
-            actual = len(first[0])
-    if isinstance(actual, int) and actual != given:
+        if isinstance(first, (list, tuple)) and len(first) in (2, 3):
+            try:  # the targets: the inputs may be a tuple or a dict of tensors
+                actual = int(torch.as_tensor(first[-1]).shape[0])
+            except (TypeError, ValueError, IndexError, RuntimeError):
+                actual = None
+    if isinstance(actual, int) and actual > 0 and actual != given:
         logger.warning("%s=%d but the batches of %s hold %d instances; the batches are used as they are (%s is "
                        "only recorded in the configuration)", argument, given, name, actual, argument)
 

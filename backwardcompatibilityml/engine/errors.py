@@ -25,7 +25,12 @@ class UnfinishedJobsError(RuntimeError):
 
 def _hide_path(match: "re.Match[str]") -> str:
     text = match.group(0)
-    return text if text.startswith(("http://", "https://")) else "<path>"
+    if text.startswith(("http://", "https://")):
+        return text
+    closing = ""  # parentheses the path did not open close the text around it: "(see /a/b.pt)"
+    while text.endswith(")") and text.count(")") > text.count("("):
+        text, closing = text[:-1], closing + ")"
+    return "<path>" + closing
 
 
 def public_error_message(exception: BaseException) -> str:
@@ -39,8 +44,7 @@ def public_error_message(exception: BaseException) -> str:
     a web page must not reveal the layout of the machine.
     """
     name = type(exception).__name__
-    if isinstance(exception, OSError) and exception.strerror:
-        return f"{name}: {exception.strerror}"
     notes = [_PATH_RE.sub(_hide_path, note) for note in getattr(exception, "__notes__", ()) if isinstance(note, str)]
-    message = " ".join([_PATH_RE.sub(_hide_path, str(exception))] + [f"({note})" for note in notes]).strip()
+    text = exception.strerror if isinstance(exception, OSError) and exception.strerror else str(exception)
+    message = " ".join([_PATH_RE.sub(_hide_path, text)] + [f"({note})" for note in notes]).strip()
     return f"{name}: {message}" if message else name

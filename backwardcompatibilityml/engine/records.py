@@ -127,13 +127,19 @@ class SweepRecords:
         if executor is not None:
             with self._lock:
                 self.extra["executor"] = executor
-        summary = self.summary()
+        with self._lock:  # the points written, and the flag that says none is missing, read together
+            summary = self.summary()
+            behind, self._summary_behind = self._summary_behind, False
         summary.update({key: self.extra.get(key) for key in _SUMMARY_EXTRA_KEYS if key not in summary})
         summary["state"] = state
         summary["error"] = error
-        self.store.write_summary(summary)
+        try:
+            self.store.write_summary(summary)
+        except BaseException:
+            with self._lock:
+                self._summary_behind = self._summary_behind or behind
+            raise
         self._summary_written = time.monotonic()
-        self._summary_behind = False
 
     def summary_due(self) -> bool:
         """Whether points were stored since the last summary and :data:`SUMMARY_INTERVAL_S` has passed since it.

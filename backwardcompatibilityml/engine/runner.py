@@ -3,7 +3,8 @@
 Data flows one way: the runner prepares the context (h1 once), sets kept
 results aside when they were made on other data (a resume), hands the jobs
 to the executor, consumes the executor's events, stores every finished job
-as it arrives (model state, then its datapoints, then the summary), and ends
+as it arrives (model state, then its datapoints; the summary, which lists
+every point, at most every ``records.SUMMARY_INTERVAL_S`` and at the end), and ends
 the sweep as ``completed``, ``cancelled`` or ``failed``. Whatever happens,
 every finished result stays on disk.
 """
@@ -149,9 +150,9 @@ class SweepRunner:
         What to train.
     store : SweepStore
         The sweep folder.
-    results : object
-        The read side of the results (``points``, ``reset(keep)``, ``add(points)``,
-        ``write_result(result, context)``).
+    results : SweepRecords
+        The results of the folder (``points``, ``reset(keep)``, ``write_result(result, context)``,
+        ``write_summary(state, error, executor)``, ``summary_due()``).
     progress : SweepProgress
         Where the status is kept.
     executor : Executor

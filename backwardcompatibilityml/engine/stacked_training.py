@@ -57,6 +57,9 @@ def train_stacked(
     ------
     TrainingCancelled
         When ``should_stop()`` turns true (checked before every step).
+    Exception
+        Whatever a training step raises, with a note of where it was
+        (:func:`~backwardcompatibilityml.training.note_training_step`).
     """
     device = context.device
     optimizer = context.optimizer_class(stacked.parameters(), **dict(context.optimizer_kwargs))
@@ -74,7 +77,7 @@ def train_stacked(
     try:
         step = 0
         for epoch in range(context.number_of_epochs):
-            for ids, inputs, targets in iterate_batches(context.training_set, device):
+            for batch, (ids, inputs, targets) in enumerate(iterate_batches(context.training_set, device)):
                 if should_stop():
                     raise TrainingCancelled()
                 optimizer.zero_grad(set_to_none=True)
@@ -87,7 +90,7 @@ def train_stacked(
                     total.sum().backward()
                     optimizer.step()
                 except Exception as error:
-                    note_training_step(error, epoch, step, ids)
+                    note_training_step(error, epoch, batch, step, ids, stacked.module)
                     raise
                 step += 1
                 for k in non_finite_members(numbers, alive_jobs):

@@ -216,7 +216,8 @@ class CompatibilityLoss(nn.Module):
             If ``y`` has the wrong dtype or shape, holds a class index outside
             ``[0, C)`` for h2's ``C`` classes (a binary target outside
             ``[0, 1]``), or disagrees with ``x`` or the
-            models' outputs on the batch size.
+            models' outputs on the batch size; if h1 and h2 score different
+            numbers of classes.
         """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")

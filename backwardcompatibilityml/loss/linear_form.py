@@ -129,6 +129,12 @@ def instance_coefficients(
     Returns
     -------
     InstanceCoefficients
+
+    Raises
+    ------
+    ValueError
+        If ``base`` is unknown, the shapes disagree, a label lies outside
+        ``[0, C)``, or (KL base) ``num_classes`` is missing or not ``C``.
     """
     if base not in LINEAR_BASES:
         raise ValueError(f"base must be one of {LINEAR_BASES}, got {base!r}")
