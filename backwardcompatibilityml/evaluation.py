@@ -343,12 +343,11 @@ def _first_duplicate(ids: np.ndarray) -> Optional[int]:
     return int(ids[order[repeats + 1].min()])
 
 
-def _check_labels(targets: np.ndarray, raw: np.ndarray, ids: np.ndarray, classes: int, binary: bool,
-                  name: str) -> None:
+def _check_labels(raw: np.ndarray, ids: np.ndarray, classes: int, binary: bool, name: str) -> None:
     """Every label of a dataset must be one h1 can score: a class index below ``classes``, or in [0, 1] if binary.
 
-    ``targets`` are the labels as stored (class indices), ``raw`` the values
-    the dataset gave (floats: a binary model's targets may be soft). A label
+    ``raw`` holds the labels as the dataset gave them, as floats (before the
+    stored column's ``.long()``: a binary model's targets may be soft). A label
     outside would fail the trainings only once they reach its batch (or, in
     a test set, count silently as an error of both models).
     """
@@ -356,7 +355,7 @@ def _check_labels(targets: np.ndarray, raw: np.ndarray, ids: np.ndarray, classes
         outside = np.flatnonzero(~np.isfinite(raw) | (raw < 0) | (raw > 1))
         expected = "in [0, 1] (h1 is a binary model: labels 0 and 1, or soft targets)"
     else:
-        outside = np.flatnonzero((raw != np.floor(raw)) | (targets < 0) | (targets >= classes))
+        outside = np.flatnonzero((raw != np.floor(raw)) | (raw < 0) | (raw >= classes))  # NaN: not its floor
         expected = f"class indices in [0, {classes})"
     if outside.size:
         first = int(outside[0])
@@ -456,7 +455,7 @@ def prepare_reference(
             f"instance ids must be unique within one pass over the {name} set; id {duplicate} appears twice"
         )
     assert classes is not None
-    _check_labels(targets, torch.cat(raw_targets).cpu().numpy(), ids, classes, binary, name)
+    _check_labels(torch.cat(raw_targets).cpu().numpy(), ids, classes, binary, name)
     h1_performance = measure_performance(
         performance_metric, h1, dataset, torch_device, labels, targets, model_name="h1", dataset_name=name,
     )

@@ -287,7 +287,7 @@ def _check_output_against_labels(output: Any, targets: torch.Tensor, model_name:
     if flat.numel() == 0:
         return
     low, high = flat.min().item(), flat.max().item()
-    classes = 2 if binary else int(tensor.shape[1])
+    classes = class_count(output)
     if low < 0:
         raise ValueError(f"labels of {dataset_name} include {low:g}; class indices start at 0")
     if high >= classes:

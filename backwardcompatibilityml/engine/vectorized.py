@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..random_state import kept_random_state, seeded_random_state
@@ -251,5 +252,5 @@ def _describe_chunks(chunks: Sequence[Sequence[TrainingJob]]) -> str:
     noun = f"{len(sizes)} stacked model{'s' if len(sizes) > 1 else ''}"
     if len(sizes) <= 4:
         return f"{noun} of {', '.join(map(str, sizes))}"
-    counts = sorted(((size, sizes.count(size)) for size in set(sizes)), reverse=True)
+    counts = sorted(Counter(sizes).items(), reverse=True)
     return f"{noun} ({', '.join(f'{count} of {size}' for size, count in counts)})"
